@@ -1,0 +1,54 @@
+# deepsee: the two quick-start commands are `make demo` (set up + main job) and `make test`.
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export MPLBACKEND := Agg
+export PYTHONWARNINGS := ignore::DeprecationWarning
+
+.PHONY: setup demo test test-notebooks test-pytest sync-check docs-check readme reproduce clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+setup: $(STAMP)
+
+## The main job: papermill runs the explore notebook on the bundled demo model and writes figures/.
+demo: setup
+	mkdir -p figures
+	cd nbs && ../$(BIN)/papermill --no-progress-bar 06_explore.ipynb ../figures/06_explore.executed.ipynb \
+	    -p write_figures True -p out_dir ../figures
+	@echo "figures written to figures/ (executed notebook: figures/06_explore.executed.ipynb)"
+
+## All tests: the notebooks' assertion cells, then pytest for what does not belong in a notebook.
+test: setup test-notebooks test-pytest
+
+test-notebooks: setup
+	$(BIN)/nbdev-test --n-workers 2 --timing
+
+test-pytest: setup
+	$(BIN)/python -m pytest -q tests
+
+## CI: the package must be what the notebooks export.
+sync-check: setup
+	$(BIN)/nbdev-export
+	git diff --exit-code -- deepsee || (echo "deepsee/ is out of sync with nbs/: run nbdev-export and commit"; exit 1)
+	test -z "$$(git status --porcelain -- deepsee)" || (git status --porcelain -- deepsee; echo "untracked files in deepsee/"; exit 1)
+
+## Docs without Quarto (not installable offline): process the notebooks as nbdev-docs would, render each to HTML.
+docs-check: setup
+	rm -rf _proc _docs_html && $(BIN)/nbdev-proc-nbs
+	mkdir -p _docs_html && for nb in _proc/*.ipynb; do \
+	    $(BIN)/jupyter nbconvert --to html --log-level ERROR --output-dir _docs_html "$$nb" || exit 1; done
+	@echo "docs-check: $$(ls _docs_html/*.html | wc -l) pages rendered"
+
+## README.md is generated from nbs/index.ipynb (nbdev-readme needs Quarto; nbconvert does the same offline).
+readme: setup
+	$(BIN)/jupyter nbconvert --to markdown --log-level ERROR nbs/index.ipynb --output-dir . --output README
+	sed -i 's#(\.\./figures/#(figures/#g' README.md
+
+clean:
+	rm -rf _proc _docs _docs_html

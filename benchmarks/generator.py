@@ -1,0 +1,106 @@
+"""Generator forward benchmark: latency, peak memory, FLOPs and roofline ratio per preset.
+
+    python benchmarks/generator.py [--json] [--presets celeba_8x:1,celeba_8x:8,celebamaskhq_32x:1] [--device cpu]
+
+`gflops` counts the FLOPs of one forward on the *plain* path (styled-map convolutions, as the paper's network
+computes them), so that our lookup path, which computes less, shows as a `roofline_ratio` below 1.
+`roofline_ratio` = latency / (gflops / conv_gflops_per_s), where conv_gflops_per_s is the best throughput of a
+single 512->512 3x3 conv (batch 1, 128x128 or 32x32) measured in the same run. Each preset runs in its own
+process so that `peak_mem_mib` (peak RSS, or CUDA max allocated, above the state after building the model and
+inputs) is not polluted by the others.
+"""
+from __future__ import annotations
+import argparse, json, os, resource, statistics, subprocess, sys, time
+
+def _rss_mib() -> float:
+    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+def conv_gflops_per_s(device: str, repeats: int = 5) -> float:
+    "Best achieved GFLOP/s of one 512->512 3x3 conv, batch 1, at 128x128 or 32x32."
+    import torch
+    best = 0.0
+    conv = torch.nn.Conv2d(512, 512, 3, padding=1).to(device)
+    for s in (128, 32):
+        x = torch.randn(1, 512, s, s, device=device)
+        flops = 2 * 512 * 512 * 9 * s * s
+        with torch.no_grad():
+            for _ in range(2): conv(x)
+            ts = []
+            for _ in range(repeats):
+                _sync(device); t = time.perf_counter(); conv(x); _sync(device); ts.append(time.perf_counter() - t)
+        best = max(best, flops / min(ts) / 1e9)
+    return best
+
+def _sync(device):
+    import torch
+    if device.startswith('cuda'): torch.cuda.synchronize()
+
+def plain_flops(G, lr, labels, style) -> float:
+    "FLOPs of one forward with every NormBlock on the plain (conv) path."
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from deepsee.architecture import NormBlock
+    blocks = [m for m in G.modules() if isinstance(m, NormBlock)]
+    for m in blocks: m.style_path = 'conv'
+    with torch.no_grad(), FlopCounterMode(display=False) as fc: G(lr, labels, style)
+    for m in blocks: m.style_path = 'lookup'
+    return fc.get_total_flops()
+
+def run_one(name: str, batch: int, device: str, repeats: int, dtype: str) -> dict:
+    import torch
+    from deepsee.core import preset
+    from deepsee.architecture import Generator
+    cfg = preset(name)
+    torch.manual_seed(0)
+    G = Generator(cfg).to(device).eval()
+    lr = torch.rand(batch, 3, cfg.lr_size, cfg.lr_size, device=device) * 2 - 1
+    labels = torch.randint(0, 19, (batch, cfg.hr_size, cfg.hr_size), device=device)
+    style = torch.rand(batch, 19, cfg.encoder.style_dim, device=device) * 2 - 1
+    flops = plain_flops(G, lr[:1], labels[:1], style[:1]) * batch if device == 'cpu' or True else 0
+    conv = conv_gflops_per_s(device)
+    amp = torch.autocast('cuda', torch.bfloat16) if (device.startswith('cuda') and dtype == 'bf16') else torch.autocast('cpu', enabled=False)
+    from torch.nn.utils import parametrize
+    base = _rss_mib()
+    if device.startswith('cuda'): torch.cuda.reset_peak_memory_stats(); base_cuda = torch.cuda.memory_allocated() / 2**20
+    times = []
+    with torch.no_grad(), parametrize.cached(), amp:
+        n_warm = 1 if cfg.hr_size >= 512 and device == 'cpu' else 2
+        for i in range(n_warm + repeats):
+            _sync(device); t = time.perf_counter(); G(lr, labels, style); _sync(device)
+            if i >= n_warm: times.append(time.perf_counter() - t)
+    lat = statistics.median(times)
+    if device.startswith('cuda'): peak = torch.cuda.max_memory_allocated() / 2**20 - base_cuda
+    else: peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    return dict(preset=name, batch=batch, device=device, dtype=dtype, latency_ms=lat * 1e3,
+                latency_per_image_ms=lat * 1e3 / batch, peak_mem_mib=round(peak, 1), gflops=flops / 1e9,
+                conv_gflops_per_s=conv, roofline_ratio=lat / (flops / 1e9 / conv), threads=torch.get_num_threads())
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--json', action='store_true')
+    p.add_argument('--presets', default='celeba_8x:1,celeba_8x:8,celebamaskhq_32x:1', help='name:batch,...')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
+    p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--_one', help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a._one:
+        name, batch = a._one.split(':')
+        print(json.dumps(run_one(name, int(batch), a.device, a.repeats, a.dtype))); return 0
+    out = {}
+    for spec in a.presets.split(','):
+        r = subprocess.run([sys.executable, __file__, '--_one', spec, '--device', a.device, '--repeats', str(a.repeats),
+                            '--dtype', a.dtype], capture_output=True, text=True)
+        if r.returncode: print(r.stderr, file=sys.stderr); return r.returncode
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+        key = res['preset'] if spec.endswith(':1') else f"{res['preset']}_b{res['batch']}"
+        out[key] = res
+        if not a.json:
+            print(f"{key:<24} {res['latency_ms']:>9.0f} ms ({res['latency_per_image_ms']:.0f} ms/img)  "
+                  f"peak +{res['peak_mem_mib']:.0f} MiB  {res['gflops']:.0f} GFLOP (plain)  "
+                  f"conv {res['conv_gflops_per_s']:.0f} GFLOP/s  roofline ratio {res['roofline_ratio']:.2f}", flush=True)
+    if a.json: print(json.dumps(out, indent=1))
+    return 0
+
+if __name__ == '__main__':
+    sys.exit(main())
