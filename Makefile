@@ -7,7 +7,8 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 # Idle OpenMP threads sleep instead of spinning: the notebooks run two at a time on two cores.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup demo test test-notebooks test-pytest sync-check docs-check readme reproduce clean
+
+.PHONY: setup demo demo-model test test-notebooks test-pytest sync-check docs-check readme reproduce clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -26,6 +27,16 @@ demo: setup
 	cd nbs && ../$(BIN)/papermill --no-progress-bar -k python3 06_explore.ipynb ../figures/06_explore.executed.ipynb \
 	    -p write_figures True -p out_dir ../figures
 	@echo "figures written to figures/ (executed notebook: figures/06_explore.executed.ipynb)"
+
+## Retrain the bundled demo model (about an hour on 2 CPU cores; the result replaces deepsee/assets/demo/).
+demo-model: setup
+	OMP_NUM_THREADS=1 $(BIN)/deepsee train-seg --preset demo --data synthetic:1000 --max-steps 2000 --lr 0.05 --cache \
+	    --threads 1 --batch-size 8 --eval-images 200 --run-dir runs/demo_seg
+	$(BIN)/deepsee train --preset demo --data synthetic:2000 --no-vgg --batch-size 4 --max-steps 3000 --time-limit 38 \
+	    --seg runs/demo_seg/segmenter --run-dir runs/demo
+	$(BIN)/deepsee eval table --model demo=runs/demo/model --data synthetic:200 --split test --no-fid -o runs/demo/eval
+	rm -rf deepsee/assets/demo/*.safetensors deepsee/assets/demo/config.json
+	cp runs/demo/model/config.json runs/demo/model/model.safetensors deepsee/assets/demo/
 
 ## All tests: the notebooks' assertion cells, then pytest for what does not belong in a notebook.
 test: setup test-notebooks test-pytest
@@ -54,3 +65,7 @@ readme: setup
 
 clean:
 	rm -rf _proc _docs _docs_html
+
+## Every table and figure of the experiment notebooks (profile cpu: procedural faces, tiny models, < 20 min).
+reproduce: setup
+	$(BIN)/deepsee reproduce --profile cpu
