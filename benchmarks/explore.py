@@ -3,6 +3,7 @@
 Random weights (the timing does not depend on them), one held-out procedural face as input.
 
     python benchmarks/explore.py [--json] [--presets demo celeba_8x] [--threads 2] [--device cpu] [--samples 64]
+                                 [--precision fp32 bf16]
 
 Targets with the demo model on 2 CPU cores: a style edit under 100 ms (stretch 50 ms), 64 samples under 3 s
 (stretch 1.5 s). Heavy presets (generator width 512) sample `--heavy-samples` images and report the rate.
@@ -41,7 +42,7 @@ def timed(fn, device, reps: int, warmup: int = 1, key: str | None = None) -> flo
     return statistics.median(ts)
 
 
-def bench(name: str, device: torch.device, reps: int, n_samples: int, batch_size: int) -> dict:
+def bench(name: str, device: torch.device, reps: int, n_samples: int, batch_size: int, bf16: bool = False) -> dict:
     model = random_model(name, seed=0, device=device)
     c = model.cfg
     img, lab = procedural_face(c.hr_size, 1234)
@@ -51,19 +52,19 @@ def bench(name: str, device: torch.device, reps: int, n_samples: int, batch_size
     styles = iter(sample(style, 1000, 0.2, 0))
     sem = semantic_cache(model, mask)
     closed = close_mouth(mask)
-    r = dict(preset=name, device=str(device), threads=torch.get_num_threads(),
+    r = dict(preset=name, device=str(device), threads=torch.get_num_threads(), bf16=bf16,
              params_generator=sum(p.numel() for p in model.generator.parameters()), hr_size=c.hr_size)
     # a style edit: one new style matrix, the semantic branch cached for the unchanged mask
-    r['style_edit_ms'] = 1000 * timed(lambda: upscale(model, lr, mask, style=next(styles)[None], semantic=sem), device, reps,
+    r['style_edit_ms'] = 1000 * timed(lambda: upscale(model, lr, mask, style=next(styles)[None], semantic=sem, bf16=bf16), device, reps,
                                       key='style_edit')
     # a mask edit: close the mouth, then rerun the generator with its semantic branch (style kept)
-    r['mask_edit_ms'] = 1000 * timed(lambda: upscale(model, lr, close_mouth(mask), style=style), device, reps, key='mask_edit')
+    r['mask_edit_ms'] = 1000 * timed(lambda: upscale(model, lr, close_mouth(mask), style=style, bf16=bf16), device, reps, key='mask_edit')
     if model.segmenter is not None:   # from scratch: segmenter mask + LR style + generator
-        r['first_upscale_ms'] = 1000 * timed(lambda: upscale(model, lr), device, reps)
-    warm = samples(model, lr, min(batch_size, n_samples), 0.2, seed=1, batch_size=batch_size, mask=mask, style=style)
+        r['first_upscale_ms'] = 1000 * timed(lambda: upscale(model, lr, bf16=bf16), device, reps)
+    warm = samples(model, lr, min(batch_size, n_samples), 0.2, seed=1, batch_size=batch_size, mask=mask, style=style, bf16=bf16)
     _sync(device)
     t, cpu = time.perf_counter(), time.process_time()
-    out = samples(model, lr, n_samples, 0.2, seed=0, batch_size=batch_size, mask=mask, style=style)
+    out = samples(model, lr, n_samples, 0.2, seed=0, batch_size=batch_size, mask=mask, style=style, bf16=bf16)
     _sync(device)
     dt, cpu = time.perf_counter() - t, time.process_time() - cpu
     r.update(samples_n=n_samples, batch_size=batch_size, samples_s=dt, samples_per_s=n_samples / dt,
@@ -73,7 +74,7 @@ def bench(name: str, device: torch.device, reps: int, n_samples: int, batch_size
     auto = default_batch_size(model)
     if auto != batch_size:   # the default batch size (smaller on the CPU)
         t, cpu = time.perf_counter(), time.process_time()
-        samples(model, lr, n_samples, 0.2, seed=0, mask=mask, style=style)
+        samples(model, lr, n_samples, 0.2, seed=0, mask=mask, style=style, bf16=bf16)
         _sync(device)
         dt, cpu = time.perf_counter() - t, time.process_time() - cpu
         r.update(auto_batch_size=auto, auto_samples_64_s=64 * dt / n_samples, cpu_auto_samples_64_s=64 * cpu / n_samples)
@@ -92,6 +93,8 @@ def main(argv=None) -> int:
     p.add_argument('--heavy-samples', type=int, default=16, help='samples for presets with a 512-wide generator')
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--reps', type=int, default=5)
+    p.add_argument('--precision', nargs='+', default=['fp32'], choices=['fp32', 'bf16'],
+                   help='fp32 and/or bf16 autocast (fast on GPUs and CPUs with AMX)')
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
@@ -100,17 +103,18 @@ def main(argv=None) -> int:
         from deepsee.core import preset
         heavy = preset(name).generator.width >= 256
         n = a.heavy_samples if heavy else a.samples
-        results.append(bench(name, device, max(1, a.reps // 2) if heavy else a.reps, n, a.batch_size))
-        if not a.json:
-            r = results[-1]
-            print(f"{r['preset']:>10} on {r['device']} ({r['threads']} threads): style edit {r['style_edit_ms']:.0f} ms, "
-                  f"mask edit {r['mask_edit_ms']:.0f} ms" +
-                  (f", first upscale {r['first_upscale_ms']:.0f} ms" if 'first_upscale_ms' in r else '') +
-                  f", {r['samples_n']} samples in {r['samples_s']:.2f} s ({r['samples_per_s']:.1f}/s; 64 in "
-                  f"{r['samples_64_s']:.1f} s), projection of 16: {r['project_16_ms']:.0f} ms; process CPU time: style edit "
-                  f"{r['cpu_style_edit_ms']:.0f} ms, mask edit {r['cpu_mask_edit_ms']:.0f} ms, 64 samples {r['cpu_samples_64_s']:.1f} s" +
-                  (f"; default batch size {r['auto_batch_size']}: 64 samples in {r['auto_samples_64_s']:.1f} s "
-                   f"(CPU time {r['cpu_auto_samples_64_s']:.1f} s)" if 'auto_batch_size' in r else ''), flush=True)
+        for prec in a.precision:
+            results.append(bench(name, device, max(1, a.reps // 2) if heavy else a.reps, n, a.batch_size, prec == 'bf16'))
+            if not a.json:
+                r = results[-1]
+                print(f"{r['preset'] + (' bf16' if r['bf16'] else ''):>15} on {r['device']} ({r['threads']} threads): style edit {r['style_edit_ms']:.0f} ms, "
+                      f"mask edit {r['mask_edit_ms']:.0f} ms" +
+                      (f", first upscale {r['first_upscale_ms']:.0f} ms" if 'first_upscale_ms' in r else '') +
+                      f", {r['samples_n']} samples in {r['samples_s']:.2f} s ({r['samples_per_s']:.1f}/s; 64 in "
+                      f"{r['samples_64_s']:.1f} s), projection of 16: {r['project_16_ms']:.0f} ms; process CPU time: style edit "
+                      f"{r['cpu_style_edit_ms']:.0f} ms, mask edit {r['cpu_mask_edit_ms']:.0f} ms, 64 samples {r['cpu_samples_64_s']:.1f} s" +
+                      (f"; default batch size {r['auto_batch_size']}: 64 samples in {r['auto_samples_64_s']:.1f} s "
+                       f"(CPU time {r['cpu_auto_samples_64_s']:.1f} s)" if 'auto_batch_size' in r else ''), flush=True)
     info = dict(torch=torch.__version__, python=platform.python_version(), cpu_count=os.cpu_count(),
                 load_avg=os.getloadavg()[0] if hasattr(os, 'getloadavg') else None)
     if a.json: print(json.dumps(dict(info=info, results=results)))

@@ -5,7 +5,9 @@
 `gflops` counts the FLOPs of one forward on the *plain* path (styled-map convolutions, as the paper's network
 computes them), so that our lookup path, which computes less, shows as a `roofline_ratio` below 1.
 `roofline_ratio` = latency / (gflops / conv_gflops_per_s), where conv_gflops_per_s is the best throughput of a
-single 512->512 3x3 conv (batch 1, 128x128 or 32x32) measured in the same run. Each preset runs in its own
+single 512->512 3x3 conv (batch 1, 128x128 or 32x32, NCHW or channels_last, in the run's dtype) measured in the
+same run. The mask is a procedural face's label map (`--mask face`, one face per batch item: the realistic case)
+or uniform random labels (`--mask random`: every pixel on a region boundary, the worst case for the lookup path). Each preset runs in its own
 process so that `peak_mem_mib` (peak RSS, or CUDA max allocated, above the state after building the model and
 inputs) is not polluted by the others.
 """
@@ -15,13 +17,30 @@ import argparse, json, os, resource, statistics, subprocess, sys, time
 def _rss_mib() -> float:
     with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
 
-def conv_gflops_per_s(device: str, repeats: int = 5) -> float:
-    "Best achieved GFLOP/s of one 512->512 3x3 conv, batch 1, at 128x128 or 32x32."
+def reset_peak() -> None:
+    "Reset the process's peak RSS (Linux VmHWM), so that a peak measures only what follows (not the FLOP count pass)."
+    try:
+        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
+    except OSError: pass
+
+def peak_rss_mib() -> float:
+    "Peak RSS since the last `reset_peak` (VmHWM), falling back to ru_maxrss."
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'): return int(line.split()[1]) / 1024
+    except OSError: pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def conv_gflops_per_s(device: str, repeats: int = 5, dtype: str = 'fp32', layouts=('nchw', 'channels_last')) -> float:
+    "Best achieved GFLOP/s of one 512->512 3x3 conv, batch 1, at 128x128 or 32x32, over the memory layouts."
     import torch
     best = 0.0
-    conv = torch.nn.Conv2d(512, 512, 3, padding=1).to(device)
-    for s in (128, 32):
-        x = torch.randn(1, 512, s, s, device=device)
+    dt = torch.bfloat16 if dtype == 'bf16' else torch.float32
+    conv = torch.nn.Conv2d(512, 512, 3, padding=1).to(device, dt)
+    for s, layout in [(s, l) for s in (128, 32) for l in layouts]:
+        x = torch.randn(1, 512, s, s, device=device, dtype=dt)
+        if layout == 'channels_last': x = x.contiguous(memory_format=torch.channels_last)
         flops = 2 * 512 * 512 * 9 * s * s
         with torch.no_grad():
             for _ in range(2): conv(x)
@@ -46,7 +65,13 @@ def plain_flops(G, lr, labels, style) -> float:
     for m in blocks: m.style_path = 'lookup'
     return fc.get_total_flops()
 
-def run_one(name: str, batch: int, device: str, repeats: int, dtype: str) -> dict:
+def face_labels(batch: int, size: int, device: str):
+    "Label maps of `batch` procedural faces (seeds 1000..): region boundaries as in real masks."
+    import numpy as np, torch
+    from deepsee.data import procedural_face
+    return torch.stack([torch.from_numpy(procedural_face(size, 1000 + i)[1].astype(np.int64)) for i in range(batch)]).to(device)
+
+def run_one(name: str, batch: int, device: str, repeats: int, dtype: str, mask: str = 'face') -> dict:
     import torch
     from deepsee.core import preset
     from deepsee.architecture import Generator
@@ -54,13 +79,15 @@ def run_one(name: str, batch: int, device: str, repeats: int, dtype: str) -> dic
     torch.manual_seed(0)
     G = Generator(cfg).to(device).eval()
     lr = torch.rand(batch, 3, cfg.lr_size, cfg.lr_size, device=device) * 2 - 1
-    labels = torch.randint(0, 19, (batch, cfg.hr_size, cfg.hr_size), device=device)
+    labels = (face_labels(batch, cfg.hr_size, device) if mask == 'face' else
+              torch.randint(0, 19, (batch, cfg.hr_size, cfg.hr_size), device=device))
     style = torch.rand(batch, 19, cfg.encoder.style_dim, device=device) * 2 - 1
     flops = plain_flops(G, lr[:1], labels[:1], style[:1]) * batch if device == 'cpu' or True else 0
-    conv = conv_gflops_per_s(device)
-    amp = torch.autocast('cuda', torch.bfloat16) if (device.startswith('cuda') and dtype == 'bf16') else torch.autocast('cpu', enabled=False)
+    conv = conv_gflops_per_s(device, dtype=dtype)
+    conv_nchw = conv_gflops_per_s(device, dtype=dtype, layouts=('nchw',))
+    amp = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=dtype == 'bf16')
     from torch.nn.utils import parametrize
-    base = _rss_mib()
+    base = _rss_mib(); reset_peak()
     if device.startswith('cuda'): torch.cuda.reset_peak_memory_stats(); base_cuda = torch.cuda.memory_allocated() / 2**20
     times = []
     with torch.no_grad(), parametrize.cached(), amp:
@@ -70,10 +97,11 @@ def run_one(name: str, batch: int, device: str, repeats: int, dtype: str) -> dic
             if i >= n_warm: times.append(time.perf_counter() - t)
     lat = statistics.median(times)
     if device.startswith('cuda'): peak = torch.cuda.max_memory_allocated() / 2**20 - base_cuda
-    else: peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    else: peak = peak_rss_mib() - base
     return dict(preset=name, batch=batch, device=device, dtype=dtype, latency_ms=lat * 1e3,
                 latency_per_image_ms=lat * 1e3 / batch, peak_mem_mib=round(peak, 1), gflops=flops / 1e9,
-                conv_gflops_per_s=conv, roofline_ratio=lat / (flops / 1e9 / conv), threads=torch.get_num_threads())
+                conv_gflops_per_s=conv, conv_nchw_gflops_per_s=conv_nchw, roofline_ratio=lat / (flops / 1e9 / conv),
+                mask=mask, threads=torch.get_num_threads())
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,15 +110,16 @@ def main(argv=None):
     p.add_argument('--device', default='cpu')
     p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
     p.add_argument('--repeats', type=int, default=3)
+    p.add_argument('--mask', default='face', choices=['face', 'random'], help='procedural face masks or random labels')
     p.add_argument('--_one', help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a._one:
         name, batch = a._one.split(':')
-        print(json.dumps(run_one(name, int(batch), a.device, a.repeats, a.dtype))); return 0
+        print(json.dumps(run_one(name, int(batch), a.device, a.repeats, a.dtype, a.mask))); return 0
     out = {}
     for spec in a.presets.split(','):
         r = subprocess.run([sys.executable, __file__, '--_one', spec, '--device', a.device, '--repeats', str(a.repeats),
-                            '--dtype', a.dtype], capture_output=True, text=True)
+                            '--dtype', a.dtype, '--mask', a.mask], capture_output=True, text=True)
         if r.returncode: print(r.stderr, file=sys.stderr); return r.returncode
         res = json.loads(r.stdout.strip().splitlines()[-1])
         key = res['preset'] if spec.endswith(':1') else f"{res['preset']}_b{res['batch']}"

@@ -8,7 +8,9 @@ on fake + real, hinge + 10 x feature matching + 10 x VGG19 perceptual (random VG
 ones), Adam steps for both sides, schedulers. bf16 autocast on CUDA. `peak_mem_mib` is the peak RSS (CPU) or
 CUDA max allocated above the state after building the networks and the batch. `g_fwd_bwd_s` times the
 generator side alone (style encoder + generator forward + backward of a mean), the figure the research code
-needs 38.7 s for at batch 4 for the 8x model on this kind of CPU.
+needs 38.7 s for at batch 4 for the 8x model on this kind of CPU. `gflops` (forward + backward of everything, on the
+plain styled-map path) and `roofline_ratio` = time / (gflops / conv GFLOP/s of one 512->512 conv, best layout, same
+run) say how close to the hardware each runs.
 """
 from __future__ import annotations
 import argparse, json, os, resource, statistics, subprocess, sys, tempfile, time
@@ -23,7 +25,28 @@ def _sync(device: str):
     if device.startswith('cuda'): torch.cuda.synchronize()
 
 
-def run_one(name: str, batch: int, device: str, warmup: int, iters: int, vgg: bool, threads: int | None) -> dict:
+def _plain_flops(tr, b, src) -> tuple[float, float]:
+    "FLOPs (forward + backward, counted on the plain styled-map path) of one training iteration and of the G side."
+    import copy, torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from deepsee.architecture import NormBlock
+    state = copy.deepcopy({'m': tr.model.state_dict(), 'd': tr.D.state_dict(), 'og': tr.opt_g.state_dict(),
+                           'od': tr.opt_d.state_dict(), 'step': tr.step})
+    blocks = [m for m in tr.model.modules() if isinstance(m, NormBlock)]
+    for m in blocks: m.style_path = 'conv'
+    with FlopCounterMode(display=False) as fc: tr.train_step(b)
+    with FlopCounterMode(display=False) as fg:
+        with tr.autocast():
+            out = tr.srnet(b['lr'], b['labels'], *src[:2], source=src[2], delta=0.2, style_gen=tr.noise_gen, noise_gen=tr.noise_gen)
+        out.float().mean().backward()
+    for m in blocks: m.style_path = 'lookup'
+    tr.model.load_state_dict(state['m']); tr.D.load_state_dict(state['d'])
+    tr.opt_g.load_state_dict(state['og']); tr.opt_d.load_state_dict(state['od']); tr.step = state['step']
+    return fc.get_total_flops(), fg.get_total_flops()
+
+
+def run_one(name: str, batch: int, device: str, warmup: int, iters: int, vgg: bool, threads: int | None,
+            ckpt: bool = False, flops: bool = True) -> dict:
     import torch
     if threads: torch.set_num_threads(threads)
     from deepsee.core import preset
@@ -31,12 +54,15 @@ def run_one(name: str, batch: int, device: str, warmup: int, iters: int, vgg: bo
     from deepsee.architecture import VGG19Features
     cfg = preset(name)
     with tempfile.TemporaryDirectory() as d:
-        tr = Trainer(cfg, f'synthetic:{max(batch, 2)}', d, max_steps=1000, no_vgg=True, batch_size=batch, device=device,
+        tr = Trainer(cfg, f'synthetic:{max(batch, 2)}', d, max_steps=1000, no_vgg=True, batch_size=batch, device=device, grad_checkpointing=ckpt,
                      progress=False, n_val=0, tensorboard=False)
         if vgg: torch.manual_seed(0); tr.vgg = VGG19Features(pretrained=False).to(tr.device)
         b = torch.utils.data.default_collate([tr.train_ds[i] for i in range(batch)])
         b = {k: v.to(tr.device) for k, v in b.items() if isinstance(v, torch.Tensor)}
-        base = _rss_mib()
+        import importlib.util
+        spec = importlib.util.spec_from_file_location('gen_bench', os.path.join(os.path.dirname(__file__), 'generator.py'))
+        gb = importlib.util.module_from_spec(spec); spec.loader.exec_module(gb)
+        base = _rss_mib(); gb.reset_peak()
         if device.startswith('cuda'): torch.cuda.reset_peak_memory_stats(); base_cuda = torch.cuda.memory_allocated() / 2**20
         times = []
         for i in range(warmup + iters):
@@ -50,10 +76,15 @@ def run_one(name: str, batch: int, device: str, warmup: int, iters: int, vgg: bo
         out.float().mean().backward(); _sync(device)
         g_time = time.perf_counter() - t
         if device.startswith('cuda'): peak = torch.cuda.max_memory_allocated() / 2**20 - base_cuda
-        else: peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        else: peak = gb.peak_rss_mib() - base
+        flops, g_flops = _plain_flops(tr, b, src) if flops else (float('nan'), float('nan'))   # after the peak
+        conv = gb.conv_gflops_per_s(device, dtype='bf16' if device.startswith('cuda') else 'fp32')
         tr.close()
-    return dict(preset=name, batch=batch, device=device, sec_per_it=statistics.mean(times), sec_per_it_all=times,
-                g_fwd_bwd_s=g_time, peak_mem_mib=round(peak, 1), vgg=vgg, threads=torch.get_num_threads(),
+    it = statistics.mean(times)
+    return dict(preset=name, batch=batch, device=device, sec_per_it=it, sec_per_it_all=times,
+                gflops=flops / 1e9, conv_gflops_per_s=conv, roofline_ratio=it / (flops / 1e9 / conv),
+                g_fwd_bwd_gflops=g_flops / 1e9, g_fwd_bwd_roofline_ratio=g_time / (g_flops / 1e9 / conv),
+                g_fwd_bwd_s=g_time, grad_checkpointing=ckpt, peak_mem_mib=round(peak, 1), vgg=vgg, threads=torch.get_num_threads(),
                 autocast='bf16' if device.startswith('cuda') else 'fp32', load_avg_1m=os.getloadavg()[0])
 
 
@@ -65,12 +96,15 @@ def main(argv=None) -> int:
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--iters', type=int, default=2)
     p.add_argument('--no-vgg', action='store_true', help='leave out the perceptual loss')
+    p.add_argument('--grad-checkpointing', action='store_true', help='recompute each ResBlock in the backward pass')
+    p.add_argument('--no-flops', action='store_true', help='skip the plain-path FLOP count (slow at 16x / 32x)')
     p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s choice)')
     p.add_argument('--_one', help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a._one:
         name, batch = a._one.split(':')
-        print(json.dumps(run_one(name, int(batch), a.device, a.warmup, a.iters, not a.no_vgg, a.threads))); return 0
+        print(json.dumps(run_one(name, int(batch), a.device, a.warmup, a.iters, not a.no_vgg, a.threads,
+                                    a.grad_checkpointing, not a.no_flops))); return 0
     if a.device is None:
         import torch
         devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
@@ -80,6 +114,8 @@ def main(argv=None) -> int:
         for spec in a.presets.split(','):
             cmd = [sys.executable, __file__, '--_one', spec, '--device', dev, '--warmup', str(a.warmup), '--iters', str(a.iters)]
             if a.no_vgg: cmd.append('--no-vgg')
+            if a.grad_checkpointing: cmd.append('--grad-checkpointing')
+            if a.no_flops: cmd.append('--no-flops')
             if a.threads: cmd += ['--threads', str(a.threads)]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode: print(r.stderr, file=sys.stderr); return r.returncode
@@ -87,7 +123,8 @@ def main(argv=None) -> int:
             key = f"{res['preset']}_b{res['batch']}_{dev}"
             out[key] = res
             if not a.json:
-                print(f"{key:<22} {res['sec_per_it']:>8.3f} s/it (G+D)  G fwd+bwd {res['g_fwd_bwd_s']:.3f} s  "
+                print(f"{key:<22} {res['sec_per_it']:>8.3f} s/it (G+D, {res['gflops']:.0f} GFLOP plain, roofline ratio "
+                      f"{res['roofline_ratio']:.2f})  G fwd+bwd {res['g_fwd_bwd_s']:.3f} s (ratio {res['g_fwd_bwd_roofline_ratio']:.2f})  "
                       f"peak +{res['peak_mem_mib']:.0f} MiB  threads {res['threads']}  load {res['load_avg_1m']:.1f}", flush=True)
     if a.json: print(json.dumps(out, indent=1))
     return 0
