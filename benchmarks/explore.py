@@ -7,7 +7,7 @@ Random weights (the timing does not depend on them), one held-out procedural fac
 
 Targets with the demo model on 2 CPU cores: a style edit under 100 ms (stretch 50 ms), 64 samples under 3 s
 (stretch 1.5 s). Heavy presets (generator width 512) sample `--heavy-samples` images and report the rate.
-Samples are timed at `--batch-size` (16) and at `deepsee.explore.default_batch_size` (smaller on the CPU).
+Samples are timed at `--batch-size` (16) and at `deepsee.explore.default_batch_size` when that differs.
 Besides wall time it reports the process CPU time: on a machine shared with other jobs, the CPU time of a
 1-thread run is the better estimate of an idle core. With several threads on a busy machine set
 OMP_WAIT_POLICY=PASSIVE, or spinning OpenMP threads make everything several times slower.
@@ -72,7 +72,7 @@ def bench(name: str, device: torch.device, reps: int, n_samples: int, batch_size
     r.update(cpu_style_edit_ms=1000 * CPU_TIMES['style_edit'], cpu_mask_edit_ms=1000 * CPU_TIMES['mask_edit'],
              cpu_samples_64_s=64 * cpu / n_samples)
     auto = default_batch_size(model)
-    if auto != batch_size:   # the default batch size (smaller on the CPU)
+    if auto != batch_size:   # the default batch size, when it differs
         t, cpu = time.perf_counter(), time.process_time()
         samples(model, lr, n_samples, 0.2, seed=0, mask=mask, style=style, bf16=bf16)
         _sync(device)

@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
     p.add_argument('--quick', action='store_true', help='small presets only')
     p.add_argument('--parts', nargs='+', default=['generator', 'train_step', 'components', 'explore'])
+    p.add_argument('--update', action='store_true', help='keep the other parts of an existing --out file')
     a = p.parse_args(argv)
     import torch
     res = dict(machine=dict(date=datetime.datetime.now().isoformat(timespec='seconds'), python=platform.python_version(),
@@ -44,6 +45,10 @@ def main(argv=None) -> int:
                             threads=torch.get_num_threads(), load_avg_1m=os.getloadavg()[0],
                             gpu=torch.cuda.get_device_name() if a.device.startswith('cuda') else None),
                device=a.device, dtype=a.dtype, quick=a.quick, commands={}, seconds={})
+    if a.update and os.path.exists(a.out):
+        old = json.load(open(a.out))
+        res = {**old, 'commands': old.get('commands', {}), 'seconds': old.get('seconds', {}),
+               'updated': {part: res['machine'] for part in a.parts}}
     for part in a.parts:
         script, args = PLANS['quick' if a.quick else 'full'][part]
         args = args + ['--device', a.device, '--json']
