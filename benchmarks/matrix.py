@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PLANS = {   # part -> (script, args) for the full matrix and for --quick
     'full': {
         'generator': ('generator.py', ['--presets', 'celeba_8x:1,celeba_8x:8,celeba_8x:16,celeba_4x:1,celebamaskhq_16x:1,celebamaskhq_32x:1']),
-        'train_step': ('train_step.py', ['--presets', 'celeba_8x:4,tiny:4']),
+        'train_step': ('train_step.py', ['--presets', 'celeba_8x:4,celeba_4x:4,celebamaskhq_8x:4,tiny:4']),
         'components': ('components.py', ['--presets', 'celeba_8x:1,celeba_8x:16,celebamaskhq_32x:1']),
         'explore': ('explore.py', ['--presets', 'demo', 'celeba_8x', '--precision', 'fp32', 'bf16']),
     },
