@@ -10,13 +10,8 @@ procedural face as input. `roofline_ratio` = latency / (FLOPs / conv GFLOP/s), t
 allocated) above the state after building the networks and the inputs.
 """
 from __future__ import annotations
-import argparse, importlib.util, json, os, resource, statistics, subprocess, sys, time
-
-
-def _gen_bench():
-    spec = importlib.util.spec_from_file_location('gen_bench', os.path.join(os.path.dirname(__file__), 'generator.py'))
-    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
-    return m
+import argparse, json, sys, time
+from common import conv_gflops_per_s, face_labels, peak_rss_mib, reset_peak, rss_mib, run_isolated, sync
 
 
 def run_one(name: str, batch: int, device: str, repeats: int, dtype: str) -> dict:
@@ -26,15 +21,14 @@ def run_one(name: str, batch: int, device: str, repeats: int, dtype: str) -> dic
     from deepsee.architecture import StyleEncoder
     from deepsee.segmentation import Segmenter
     from deepsee.data import procedural_face, to_tensor
-    gb = _gen_bench()
     cfg = preset(name)
     torch.manual_seed(0)
     enc, seg = StyleEncoder(cfg).to(device).eval(), Segmenter(cfg).to(device).eval()
     img, _ = procedural_face(cfg.hr_size, 1234)
     hr = to_tensor(img)[None].expand(batch, -1, -1, -1).contiguous().to(device)
     lr = downsample(hr, cfg.factor)
-    labels = gb.face_labels(batch, cfg.hr_size, device)
-    conv = gb.conv_gflops_per_s(device, dtype=dtype)
+    labels = face_labels(batch, cfg.hr_size, device)
+    conv = conv_gflops_per_s(device, dtype=dtype)
     amp = lambda: torch.autocast(torch.device(device).type, torch.bfloat16, enabled=dtype == 'bf16')
     jobs = {'style_lr': lambda: enc(lr, labels, 'lr'), 'style_hr': lambda: enc(hr, labels, 'hr'),
             'segmentation': lambda: seg(lr).argmax(1)}
@@ -42,15 +36,15 @@ def run_one(name: str, batch: int, device: str, repeats: int, dtype: str) -> dic
     for key, fn in jobs.items():
         with torch.no_grad(), amp():
             with FlopCounterMode(display=False) as fc: fn()
-            gb._sync(device)
-            base = gb._rss_mib(); gb.reset_peak()
+            sync(device)
+            base = rss_mib(); reset_peak()
             if device.startswith('cuda'): torch.cuda.reset_peak_memory_stats(); base_cuda = torch.cuda.memory_allocated() / 2**20
             ts = []
             for _ in range(repeats):
-                t = time.perf_counter(); fn(); gb._sync(device); ts.append(time.perf_counter() - t)
+                t = time.perf_counter(); fn(); sync(device); ts.append(time.perf_counter() - t)
         lat, gfl = min(ts), fc.get_total_flops() / 1e9
         peak = (torch.cuda.max_memory_allocated() / 2**20 - base_cuda if device.startswith('cuda')
-                else gb.peak_rss_mib() - base)
+                else peak_rss_mib() - base)
         out[key] = dict(latency_ms=lat * 1e3, latency_per_image_ms=lat * 1e3 / batch, gflops=gfl,
                         roofline_ratio=lat / (gfl / conv) if gfl else None, peak_mem_mib=round(max(peak, 0.0), 1))
     return out
@@ -70,10 +64,7 @@ def main(argv=None) -> int:
         print(json.dumps(run_one(name, int(batch), a.device, a.repeats, a.dtype))); return 0
     out = {}
     for spec in a.presets.split(','):
-        r = subprocess.run([sys.executable, __file__, '--_one', spec, '--device', a.device, '--repeats', str(a.repeats),
-                            '--dtype', a.dtype], capture_output=True, text=True)
-        if r.returncode: print(r.stderr, file=sys.stderr); return r.returncode
-        res = json.loads(r.stdout.strip().splitlines()[-1])
+        res = run_isolated(__file__, ['--_one', spec, '--device', a.device, '--repeats', str(a.repeats), '--dtype', a.dtype])
         key = f"{res['preset']}_b{res['batch']}"
         out[key] = res
         if not a.json:

@@ -12,47 +12,8 @@ process so that `peak_mem_mib` (peak RSS, or CUDA max allocated, above the state
 inputs) is not polluted by the others.
 """
 from __future__ import annotations
-import argparse, json, os, resource, statistics, subprocess, sys, time
-
-def _rss_mib() -> float:
-    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
-
-def reset_peak() -> None:
-    "Reset the process's peak RSS (Linux VmHWM), so that a peak measures only what follows (not the FLOP count pass)."
-    try:
-        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
-    except OSError: pass
-
-def peak_rss_mib() -> float:
-    "Peak RSS since the last `reset_peak` (VmHWM), falling back to ru_maxrss."
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith('VmHWM:'): return int(line.split()[1]) / 1024
-    except OSError: pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-def conv_gflops_per_s(device: str, repeats: int = 5, dtype: str = 'fp32', layouts=('nchw', 'channels_last')) -> float:
-    "Best achieved GFLOP/s of one 512->512 3x3 conv, batch 1, at 128x128 or 32x32, over the memory layouts."
-    import torch
-    best = 0.0
-    dt = torch.bfloat16 if dtype == 'bf16' else torch.float32
-    conv = torch.nn.Conv2d(512, 512, 3, padding=1).to(device, dt)
-    for s, layout in [(s, l) for s in (128, 32) for l in layouts]:
-        x = torch.randn(1, 512, s, s, device=device, dtype=dt)
-        if layout == 'channels_last': x = x.contiguous(memory_format=torch.channels_last)
-        flops = 2 * 512 * 512 * 9 * s * s
-        with torch.no_grad():
-            for _ in range(2): conv(x)
-            ts = []
-            for _ in range(repeats):
-                _sync(device); t = time.perf_counter(); conv(x); _sync(device); ts.append(time.perf_counter() - t)
-        best = max(best, flops / min(ts) / 1e9)
-    return best
-
-def _sync(device):
-    import torch
-    if device.startswith('cuda'): torch.cuda.synchronize()
+import argparse, json, statistics, sys, time
+from common import conv_gflops_per_s, face_labels, peak_rss_mib, reset_peak, rss_mib, run_isolated, sync
 
 def plain_flops(G, lr, labels, style) -> float:
     "FLOPs of one forward with every NormBlock on the plain (conv) path."
@@ -64,12 +25,6 @@ def plain_flops(G, lr, labels, style) -> float:
     with torch.no_grad(), FlopCounterMode(display=False) as fc: G(lr, labels, style)
     for m in blocks: m.style_path = 'lookup'
     return fc.get_total_flops()
-
-def face_labels(batch: int, size: int, device: str):
-    "Label maps of `batch` procedural faces (seeds 1000..): region boundaries as in real masks."
-    import numpy as np, torch
-    from deepsee.data import procedural_face
-    return torch.stack([torch.from_numpy(procedural_face(size, 1000 + i)[1].astype(np.int64)) for i in range(batch)]).to(device)
 
 def run_one(name: str, batch: int, device: str, repeats: int, dtype: str, mask: str = 'face') -> dict:
     import torch
@@ -87,13 +42,13 @@ def run_one(name: str, batch: int, device: str, repeats: int, dtype: str, mask: 
     conv_nchw = conv_gflops_per_s(device, dtype=dtype, layouts=('nchw',))
     amp = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=dtype == 'bf16')
     from torch.nn.utils import parametrize
-    base = _rss_mib(); reset_peak()
+    base = rss_mib(); reset_peak()
     if device.startswith('cuda'): torch.cuda.reset_peak_memory_stats(); base_cuda = torch.cuda.memory_allocated() / 2**20
     times = []
     with torch.no_grad(), parametrize.cached(), amp:
         n_warm = 1 if cfg.hr_size >= 512 and device == 'cpu' else 2
         for i in range(n_warm + repeats):
-            _sync(device); t = time.perf_counter(); G(lr, labels, style); _sync(device)
+            sync(device); t = time.perf_counter(); G(lr, labels, style); sync(device)
             if i >= n_warm: times.append(time.perf_counter() - t)
     lat = statistics.median(times)
     if device.startswith('cuda'): peak = torch.cuda.max_memory_allocated() / 2**20 - base_cuda
@@ -118,10 +73,8 @@ def main(argv=None):
         print(json.dumps(run_one(name, int(batch), a.device, a.repeats, a.dtype, a.mask))); return 0
     out = {}
     for spec in a.presets.split(','):
-        r = subprocess.run([sys.executable, __file__, '--_one', spec, '--device', a.device, '--repeats', str(a.repeats),
-                            '--dtype', a.dtype, '--mask', a.mask], capture_output=True, text=True)
-        if r.returncode: print(r.stderr, file=sys.stderr); return r.returncode
-        res = json.loads(r.stdout.strip().splitlines()[-1])
+        res = run_isolated(__file__, ['--_one', spec, '--device', a.device, '--repeats', str(a.repeats), '--dtype', a.dtype,
+                                      '--mask', a.mask])
         key = res['preset'] if spec.endswith(':1') else f"{res['preset']}_b{res['batch']}"
         out[key] = res
         if not a.json:

@@ -13,16 +13,8 @@ plain styled-map path) and `roofline_ratio` = time / (gflops / conv GFLOP/s of o
 run) say how close to the hardware each runs.
 """
 from __future__ import annotations
-import argparse, json, os, resource, statistics, subprocess, sys, tempfile, time
-
-
-def _rss_mib() -> float:
-    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
-
-
-def _sync(device: str):
-    import torch
-    if device.startswith('cuda'): torch.cuda.synchronize()
+import argparse, json, os, statistics, sys, tempfile, time
+from common import conv_gflops_per_s, peak_rss_mib, reset_peak, rss_mib, run_isolated, sync
 
 
 def _plain_flops(tr, b, src) -> tuple[float, float]:
@@ -59,26 +51,23 @@ def run_one(name: str, batch: int, device: str, warmup: int, iters: int, vgg: bo
         if vgg: torch.manual_seed(0); tr.vgg = VGG19Features(pretrained=False).to(tr.device)
         b = torch.utils.data.default_collate([tr.train_ds[i] for i in range(batch)])
         b = {k: v.to(tr.device) for k, v in b.items() if isinstance(v, torch.Tensor)}
-        import importlib.util
-        spec = importlib.util.spec_from_file_location('gen_bench', os.path.join(os.path.dirname(__file__), 'generator.py'))
-        gb = importlib.util.module_from_spec(spec); spec.loader.exec_module(gb)
-        base = _rss_mib(); gb.reset_peak()
+        base = rss_mib(); reset_peak()
         if device.startswith('cuda'): torch.cuda.reset_peak_memory_stats(); base_cuda = torch.cuda.memory_allocated() / 2**20
         times = []
         for i in range(warmup + iters):
-            _sync(device); t = time.perf_counter(); tr.train_step(b); _sync(device)
+            sync(device); t = time.perf_counter(); tr.train_step(b); sync(device)
             if i >= warmup: times.append(time.perf_counter() - t)
         # the generator side alone: forward + backward
         src = (b['lr'], b['labels'], 'lr')
-        _sync(device); t = time.perf_counter()
+        sync(device); t = time.perf_counter()
         with tr.autocast():
             out = tr.srnet(b['lr'], b['labels'], *src[:2], source=src[2], delta=0.2, style_gen=tr.noise_gen, noise_gen=tr.noise_gen)
-        out.float().mean().backward(); _sync(device)
+        out.float().mean().backward(); sync(device)
         g_time = time.perf_counter() - t
         if device.startswith('cuda'): peak = torch.cuda.max_memory_allocated() / 2**20 - base_cuda
-        else: peak = gb.peak_rss_mib() - base
+        else: peak = peak_rss_mib() - base
         flops, g_flops = _plain_flops(tr, b, src) if flops else (float('nan'), float('nan'))   # after the peak
-        conv = gb.conv_gflops_per_s(device, dtype='bf16' if device.startswith('cuda') else 'fp32')
+        conv = conv_gflops_per_s(device, dtype='bf16' if device.startswith('cuda') else 'fp32')
         tr.close()
     it = statistics.mean(times)
     return dict(preset=name, batch=batch, device=device, sec_per_it=it, sec_per_it_all=times,
@@ -112,14 +101,12 @@ def main(argv=None) -> int:
     out = {}
     for dev in devices:
         for spec in a.presets.split(','):
-            cmd = [sys.executable, __file__, '--_one', spec, '--device', dev, '--warmup', str(a.warmup), '--iters', str(a.iters)]
+            cmd = ['--_one', spec, '--device', dev, '--warmup', str(a.warmup), '--iters', str(a.iters)]
             if a.no_vgg: cmd.append('--no-vgg')
             if a.grad_checkpointing: cmd.append('--grad-checkpointing')
             if a.no_flops: cmd.append('--no-flops')
             if a.threads: cmd += ['--threads', str(a.threads)]
-            r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode: print(r.stderr, file=sys.stderr); return r.returncode
-            res = json.loads(r.stdout.strip().splitlines()[-1])
+            res = run_isolated(__file__, cmd)
             key = f"{res['preset']}_b{res['batch']}_{dev}"
             out[key] = res
             if not a.json:
