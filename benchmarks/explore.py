@@ -7,7 +7,7 @@ Random weights (the timing does not depend on them), one held-out procedural fac
 
 Targets with the demo model on 2 CPU cores: a style edit under 100 ms (stretch 50 ms), 64 samples under 3 s
 (stretch 1.5 s). Heavy presets (generator width 512) sample `--heavy-samples` images and report the rate.
-Samples are timed at `--batch-size` (16) and at `deepsee.explore.default_batch_size` when that differs.
+Samples are timed at `--batch-size` (16), the median of `--sample-reps` runs, and at `deepsee.explore.default_batch_size` when that differs.
 Besides wall time it reports the process CPU time: on a machine shared with other jobs, the CPU time of a
 1-thread run is the better estimate of an idle core. With several threads on a busy machine set
 OMP_WAIT_POLICY=PASSIVE, or spinning OpenMP threads make everything several times slower.
@@ -42,7 +42,8 @@ def timed(fn, device, reps: int, warmup: int = 1, key: str | None = None) -> flo
     return statistics.median(ts)
 
 
-def bench(name: str, device: torch.device, reps: int, n_samples: int, batch_size: int, bf16: bool = False) -> dict:
+def bench(name: str, device: torch.device, reps: int, n_samples: int, batch_size: int, bf16: bool = False,
+          sample_reps: int = 3) -> dict:
     model = random_model(name, seed=0, device=device)
     c = model.cfg
     img, lab = procedural_face(c.hr_size, 1234)
@@ -63,12 +64,16 @@ def bench(name: str, device: torch.device, reps: int, n_samples: int, batch_size
         r['first_upscale_ms'] = 1000 * timed(lambda: upscale(model, lr, bf16=bf16), device, reps)
     warm = samples(model, lr, min(batch_size, n_samples), 0.2, seed=1, batch_size=batch_size, mask=mask, style=style, bf16=bf16)
     _sync(device)
-    t, cpu = time.perf_counter(), time.process_time()
-    out = samples(model, lr, n_samples, 0.2, seed=0, batch_size=batch_size, mask=mask, style=style, bf16=bf16)
-    _sync(device)
-    dt, cpu = time.perf_counter() - t, time.process_time() - cpu
+    runs = []
+    for _ in range(sample_reps):   # the median of a few runs (one run is at the mercy of the machine's other jobs)
+        t, cpu = time.perf_counter(), time.process_time()
+        out = samples(model, lr, n_samples, 0.2, seed=0, batch_size=batch_size, mask=mask, style=style, bf16=bf16)
+        _sync(device)
+        runs.append((time.perf_counter() - t, time.process_time() - cpu))
+    dt, cpu = statistics.median(r_[0] for r_ in runs), statistics.median(r_[1] for r_ in runs)
     r.update(samples_n=n_samples, batch_size=batch_size, samples_s=dt, samples_per_s=n_samples / dt,
-             samples_64_s=64 * dt / n_samples)
+             samples_64_s=64 * dt / n_samples, samples_64_s_min=64 * min(r_[0] for r_ in runs) / n_samples,
+             samples_64_s_all=[64 * r_[0] / n_samples for r_ in runs])
     r.update(cpu_style_edit_ms=1000 * CPU_TIMES['style_edit'], cpu_mask_edit_ms=1000 * CPU_TIMES['mask_edit'],
              cpu_samples_64_s=64 * cpu / n_samples)
     auto = default_batch_size(model)
@@ -93,6 +98,7 @@ def main(argv=None) -> int:
     p.add_argument('--heavy-samples', type=int, default=16, help='samples for presets with a 512-wide generator')
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--reps', type=int, default=5)
+    p.add_argument('--sample-reps', type=int, default=3, help='timed runs of the N samples (the median is reported)')
     p.add_argument('--precision', nargs='+', default=['fp32'], choices=['fp32', 'bf16'],
                    help='fp32 and/or bf16 autocast (fast on GPUs and CPUs with AMX)')
     a = p.parse_args(argv)
@@ -104,14 +110,15 @@ def main(argv=None) -> int:
         heavy = preset(name).generator.width >= 256
         n = a.heavy_samples if heavy else a.samples
         for prec in a.precision:
-            results.append(bench(name, device, max(1, a.reps // 2) if heavy else a.reps, n, a.batch_size, prec == 'bf16'))
+            results.append(bench(name, device, max(1, a.reps // 2) if heavy else a.reps, n, a.batch_size, prec == 'bf16',
+                                 1 if heavy else a.sample_reps))
             if not a.json:
                 r = results[-1]
                 print(f"{r['preset'] + (' bf16' if r['bf16'] else ''):>15} on {r['device']} ({r['threads']} threads): style edit {r['style_edit_ms']:.0f} ms, "
                       f"mask edit {r['mask_edit_ms']:.0f} ms" +
                       (f", first upscale {r['first_upscale_ms']:.0f} ms" if 'first_upscale_ms' in r else '') +
                       f", {r['samples_n']} samples in {r['samples_s']:.2f} s ({r['samples_per_s']:.1f}/s; 64 in "
-                      f"{r['samples_64_s']:.1f} s), projection of 16: {r['project_16_ms']:.0f} ms; process CPU time: style edit "
+                      f"{r['samples_64_s']:.2f} s, median of {len(r['samples_64_s_all'])}, best {r['samples_64_s_min']:.2f} s), projection of 16: {r['project_16_ms']:.0f} ms; process CPU time: style edit "
                       f"{r['cpu_style_edit_ms']:.0f} ms, mask edit {r['cpu_mask_edit_ms']:.0f} ms, 64 samples {r['cpu_samples_64_s']:.1f} s" +
                       (f"; default batch size {r['auto_batch_size']}: 64 samples in {r['auto_samples_64_s']:.1f} s "
                        f"(CPU time {r['cpu_auto_samples_64_s']:.1f} s)" if 'auto_batch_size' in r else ''), flush=True)

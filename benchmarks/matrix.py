@@ -5,7 +5,7 @@ segmentation and exploration, with FLOPs, roofline ratios and peak memory, writt
     python benchmarks/matrix.py --out benchmarks/results/cuda-bf16.json --device cuda --dtype bf16
 
 Each part is one of the scripts next to this one, run with `--json` (each preset in its own process); the file
-holds their outputs under `generator`, `train_step`, `components` and `explore`, plus the machine and the
+holds their outputs under `generator`, `train_step`, `train_step_ckpt` (16x and 32x, batch 1, gradient checkpointing), `components` and `explore`, plus the machine and the
 commands. `nbs/14_performance.ipynb` renders every file in `benchmarks/results/` as the documentation's tables.
 `--quick` runs the small presets only (a smoke test of the whole pipeline in about a minute).
 """
@@ -18,12 +18,16 @@ PLANS = {   # part -> (script, args) for the full matrix and for --quick
     'full': {
         'generator': ('generator.py', ['--presets', 'celeba_8x:1,celeba_8x:8,celeba_8x:16,celeba_4x:1,celebamaskhq_16x:1,celebamaskhq_32x:1']),
         'train_step': ('train_step.py', ['--presets', 'celeba_8x:4,celeba_4x:4,celebamaskhq_8x:4,tiny:4']),
+        # 512x512 outputs: batch 1 with gradient checkpointing (the recomputed forward is not in the FLOP count)
+        'train_step_ckpt': ('train_step.py', ['--presets', 'celebamaskhq_16x:1,celebamaskhq_32x:1', '--grad-checkpointing',
+                                              '--warmup', '0', '--iters', '1']),
         'components': ('components.py', ['--presets', 'celeba_8x:1,celeba_8x:16,celebamaskhq_32x:1']),
         'explore': ('explore.py', ['--presets', 'demo', 'celeba_8x', '--precision', 'fp32', 'bf16']),
     },
     'quick': {
         'generator': ('generator.py', ['--presets', 'tiny:1,demo:1,demo:8']),
         'train_step': ('train_step.py', ['--presets', 'tiny:2', '--no-vgg']),
+        'train_step_ckpt': ('train_step.py', ['--presets', 'tiny:1', '--no-vgg', '--grad-checkpointing', '--warmup', '0', '--iters', '1']),
         'components': ('components.py', ['--presets', 'demo:1']),
         'explore': ('explore.py', ['--presets', 'demo', '--samples', '16', '--precision', 'fp32', 'bf16']),
     },
@@ -36,7 +40,7 @@ def main(argv=None) -> int:
     p.add_argument('--device', default='cpu')
     p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
     p.add_argument('--quick', action='store_true', help='small presets only')
-    p.add_argument('--parts', nargs='+', default=['generator', 'train_step', 'components', 'explore'])
+    p.add_argument('--parts', nargs='+', default=['generator', 'train_step', 'train_step_ckpt', 'components', 'explore'])
     p.add_argument('--update', action='store_true', help='keep the other parts of an existing --out file')
     a = p.parse_args(argv)
     import torch
