@@ -250,7 +250,9 @@ def _modulate_rows(x, out, idx, inside, table, lab9, const, slope, styled):
                     out[b, y, xx, c] = max(v, v * slope)
 
 if numba is not None:   # compiled on first use and cached on disk; 'contract' lets LLVM fuse x * g + b into an FMA
-    _modulate_rows = numba.njit(parallel=True, cache=True, boundscheck=False, fastmath={'contract'})(_modulate_rows)
+    _jit = lambda cache: numba.njit(parallel=True, cache=cache, boundscheck=False, fastmath={'contract'})
+    try: _modulate_rows = _jit(True)(_modulate_rows)
+    except RuntimeError: _modulate_rows = _jit(False)(_modulate_rows)   # no writable cache directory: compile per process
 
 def _leaky(x: torch.Tensor, slope: float | None) -> torch.Tensor:
     """leaky_relu(x, slope) in place: x is always a fresh temporary, and autograd keeps the result, not the input
