@@ -453,8 +453,20 @@ class NormBlock(nn.Module):
         return out if fused else _leaky(out, slope)
 
 # %% ../nbs/02_architecture.ipynb #a33835b5
+def _conv_add(conv: nn.Conv2d, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """conv(x) + skip. Where the CPU kernel runs (float32 channels-last inference), one oneDNN call adds `skip` as
+    a post-op while the output is still in cache, instead of a second pass over it; elsewhere an in-place add
+    (conv's backward does not need its output)."""
+    if ResBlock.fused_add and cpu_kernel_ok(x) and torch.backends.mkldnn.is_available() and not torch.is_autocast_enabled('cpu'):
+        p, d = conv.padding, conv.dilation
+        return torch.ops.mkldnn._convolution_pointwise(x, skip, conv.weight, conv.bias, p, conv.stride, d, conv.groups,
+                                                        'add', None, None, [], None)
+    return conv(x).add_(skip)
+
+# %% ../nbs/02_architecture.ipynb #126c7dd2
 class ResBlock(nn.Module):
     "SEAN-style residual block with two NormBlocks and three noise injections."
+    fused_add: bool = True   # CPU float32 inference: the skip add as a post-op of conv_1 (`_conv_add`)
     def __init__(self, channels: int, semantics: bool, style: bool, n_labels: int = N_LABELS, hidden: int = 128,
                  style_dim: int = 128, norm: str = 'batch', noise: bool = True):
         super().__init__()
@@ -473,9 +485,9 @@ class ResBlock(nn.Module):
         h = self.noise_in(x, nz, generator) if nz else x
         h = self.conv_0(self.norm_0(h, labels, style, s0, slope=self.slope))
         if nz: h = self.noise_mid(h, nz, generator)
-        h = self.conv_1(self.norm_1(h, labels, style, s1, inplace, slope=self.slope))   # h: a temporary
+        h = self.norm_1(h, labels, style, s1, inplace, slope=self.slope)   # h: a temporary
         skip = self.noise_skip(x, nz, generator) if nz else x
-        return h.add_(skip)   # h is conv_1's output, which its backward does not need
+        return _conv_add(self.conv_1, h, skip)
 
 # %% ../nbs/02_architecture.ipynb #a935292b
 @contextlib.contextmanager
