@@ -7,7 +7,8 @@ Random weights (the timing does not depend on them), one held-out procedural fac
 
 Targets with the demo model on 2 CPU cores: a style edit under 100 ms (stretch 50 ms), 64 samples under 3 s
 (stretch 1.5 s). Heavy presets (generator width 512) sample `--heavy-samples` images and report the rate.
-Samples are timed at `--batch-size` (16), the median of `--sample-reps` runs, and at `deepsee.explore.default_batch_size` when that differs.
+Samples are timed at `--batch-size` (16), the median of `--sample-reps` runs, and at
+`deepsee.explore.default_batch_size` when that differs.
 Besides wall time it reports the process CPU time: on a machine shared with other jobs, the CPU time of a
 1-thread run is the better estimate of an idle core. With several threads on a busy machine set
 OMP_WAIT_POLICY=PASSIVE, or spinning OpenMP threads make everything several times slower.

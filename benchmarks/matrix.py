@@ -5,8 +5,9 @@ segmentation and exploration, with FLOPs, roofline ratios and peak memory, writt
     python benchmarks/matrix.py --out benchmarks/results/cuda-bf16.json --device cuda --dtype bf16
 
 Each part is one of the scripts next to this one, run with `--json` (each preset in its own process); the file
-holds their outputs under `generator`, `train_step`, `train_step_ckpt` (16x and 32x, batch 1, gradient checkpointing), `components` and `explore`, plus the machine and the
-commands. `nbs/14_performance.ipynb` renders every file in `benchmarks/results/` as the documentation's tables.
+holds their outputs under `generator`, `train_step`, `train_step_ckpt` (16x and 32x, batch 1, gradient
+checkpointing), `components` and `explore`, plus the machine and the commands. `nbs/14_performance.ipynb`
+renders every file in `benchmarks/results/` as the documentation's tables.
 `--quick` runs the small presets only (a smoke test of the whole pipeline in about a minute).
 """
 from __future__ import annotations

@@ -17,6 +17,11 @@ import argparse, json, os, re, statistics, sys, tempfile, time
 from common import conv_gflops_per_s, peak_rss_mib, reset_peak, rss_mib, run_isolated, sync
 
 
+def _g_forward(tr, b, src):
+    "The generator side's forward (style encoder + generator, with noise) on batch `b`, style from `src`."
+    return tr.srnet(b['lr'], b['labels'], *src[:2], source=src[2], delta=0.2, style_gen=tr.noise_gen, noise_gen=tr.noise_gen)
+
+
 def _plain_flops(tr, b, src) -> tuple[float, float]:
     "FLOPs (forward + backward, counted on the plain styled-map path) of one training iteration and of the G side."
     import copy, torch
@@ -29,13 +34,13 @@ def _plain_flops(tr, b, src) -> tuple[float, float]:
     with FlopCounterMode(display=False) as fc: tr.train_step(b)
     with FlopCounterMode(display=False) as fg:
         with tr.autocast():
-            out = tr.srnet(b['lr'], b['labels'], *src[:2], source=src[2], delta=0.2, style_gen=tr.noise_gen, noise_gen=tr.noise_gen)
+            out = _g_forward(tr, b, src)
         out.float().mean().backward()
     total, g_side = fc.get_total_flops(), fg.get_total_flops()
     if tr.grad_checkpointing:   # not the recomputed forward of the checkpointed blocks: the plain count of the math
         with torch.no_grad(), FlopCounterMode(display=False) as fr:
             with tr.autocast():
-                tr.srnet(b['lr'], b['labels'], *src[:2], source=src[2], delta=0.2, style_gen=tr.noise_gen, noise_gen=tr.noise_gen)
+                _g_forward(tr, b, src)
         again = sum(sum(v.values()) for k, v in fr.get_flop_counts().items() if re.search(r'generator\.blocks\.\d+$', k))
         total, g_side = total - again, g_side - again
     for m in blocks: m.style_path = 'lookup'
@@ -68,7 +73,7 @@ def run_one(name: str, batch: int, device: str, warmup: int, iters: int, vgg: bo
         src = (b['lr'], b['labels'], 'lr')
         sync(device); t = time.perf_counter()
         with tr.autocast():
-            out = tr.srnet(b['lr'], b['labels'], *src[:2], source=src[2], delta=0.2, style_gen=tr.noise_gen, noise_gen=tr.noise_gen)
+            out = _g_forward(tr, b, src)
         out.float().mean().backward(); sync(device)
         g_time = time.perf_counter() - t
         if device.startswith('cuda'): peak = torch.cuda.max_memory_allocated() / 2**20 - base_cuda

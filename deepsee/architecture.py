@@ -260,12 +260,16 @@ def _leaky(x: torch.Tensor, slope: float | None) -> torch.Tensor:
     if slope is None: return x
     return F.relu_(x) if slope == 0 else F.leaky_relu_(x, slope)
 
-def cpu_kernel_ok(x: torch.Tensor) -> bool:
-    """Whether `NormBlock` may use the fused CPU kernel for `x`: numba present, float32 channels-last on the CPU, no
-    autograd, and eager mode (tracing, `torch.compile` and ONNX export see the torch ops)."""
-    return (NormBlock.cpu_kernel and numba is not None and x.device.type == 'cpu' and x.dtype == torch.float32
-            and not torch.is_grad_enabled() and x.permute(0, 2, 3, 1).is_contiguous()
+def _cpu_inference(x: torch.Tensor) -> bool:
+    """float32 channels-last `x` on the CPU, no autograd, eager mode (tracing, `torch.compile` and ONNX export see
+    plain torch ops): where the fused CPU paths (`cpu_kernel_ok`, `_conv_add`) may run."""
+    return (x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and x.permute(0, 2, 3, 1).is_contiguous()
             and not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()))
+
+def cpu_kernel_ok(x: torch.Tensor) -> bool:
+    "Whether `NormBlock` may use the fused CPU kernel for `x`: switched on, numba present, and `_cpu_inference(x)`."
+    return NormBlock.cpu_kernel and numba is not None and _cpu_inference(x)
 
 class NormBlock(nn.Module):
     "Param-free norm modulated by SPADE (semantics) and/or SEAN-style per-region style, blended by learned scalars."
@@ -409,7 +413,7 @@ class NormBlock(nn.Module):
         inside, table, const = self._lookup_rows(parts, style, B, True, fold, torch.float32)
         memo = parts.memo if parts.memo is not None else {}
         if 'idx' not in memo:               # per pixel: its label, or n + its index among the mixed pixels
-            idx = parts.labels.to(torch.int32)
+            idx = parts.labels.to(torch.int32, copy=True)
             idx.view(-1)[parts.lin] = self.n_labels + torch.arange(len(parts.lin), dtype=torch.int32)
             memo['idx'] = idx
         styled = table is not None
@@ -454,10 +458,10 @@ class NormBlock(nn.Module):
 
 # %% ../nbs/02_architecture.ipynb #a33835b5
 def _conv_add(conv: nn.Conv2d, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """conv(x) + skip. Where the CPU kernel runs (float32 channels-last inference), one oneDNN call adds `skip` as
+    """conv(x) + skip. At float32 channels-last CPU inference (`_cpu_inference`) one oneDNN call adds `skip` as
     a post-op while the output is still in cache, instead of a second pass over it; elsewhere an in-place add
     (conv's backward does not need its output)."""
-    if ResBlock.fused_add and cpu_kernel_ok(x) and torch.backends.mkldnn.is_available() and not torch.is_autocast_enabled('cpu'):
+    if ResBlock.fused_add and _cpu_inference(x) and torch.backends.mkldnn.is_available() and not torch.is_autocast_enabled('cpu'):
         p, d = conv.padding, conv.dilation
         return torch.ops.mkldnn._convolution_pointwise(x, skip, conv.weight, conv.bias, p, conv.stride, d, conv.groups,
                                                         'add', None, None, [], None)
