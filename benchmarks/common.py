@@ -57,3 +57,29 @@ def run_isolated(script: str, args: list[str]) -> dict:
         print(r.stderr, file=sys.stderr)
         raise SystemExit(r.returncode)
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+def tensor_peak_mode():
+    """A dispatch mode that counts the bytes of live tensor storages created under it, and their peak: on the CPU,
+    the figure `torch.cuda.max_memory_allocated` gives on a GPU for the same work (no CUDA context, no cuDNN
+    workspace, no allocator rounding), so a CPU run can size a GPU run. `.peak`, `.current` in bytes."""
+    import weakref, torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class TensorPeak(TorchDispatchMode):
+        def __init__(self):
+            super().__init__(); self.live, self.current, self.peak = {}, 0, 0
+
+        def _free(self, key, n):
+            self.live.pop(key, None); self.current -= n
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.device.type != 'meta':
+                    st = t.untyped_storage(); key = st.data_ptr()
+                    if key and key not in self.live:   # a new storage (views and in-place results share one)
+                        n = st.nbytes(); self.current += n; self.peak = max(self.peak, self.current)
+                        self.live[key] = weakref.ref(st, lambda _, k=key, n=n: self._free(k, n))
+            return out
+    return TensorPeak()

@@ -419,10 +419,14 @@ class NormBlock(nn.Module):
         styled = table is not None
         if not styled: table = inside.new_zeros(1, 9, 1, 2 * self.channels)
         if const.ndim == 1: const = const.expand(len(parts.lin), -1)   # a style branch without semantics: one shared row
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        threads = torch.get_num_threads()
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
         _modulate_rows(x_hat.permute(0, 2, 3, 1).numpy(), out.permute(0, 2, 3, 1).numpy(), memo['idx'][:, rows].numpy(),
                        (inside if inside.ndim == 3 else inside[None]).numpy(), table.numpy(), parts.lab9.numpy(),
                        const.numpy(), 1.0 if slope is None else float(slope), styled)
+        # numba's OpenMP pool, started by its first call, resets the OpenMP thread count it shares with torch
+        # (torch.set_num_threads(1) would silently become all cores, and results of later ops could change)
+        if torch.get_num_threads() != threads: torch.set_num_threads(threads)
         return out
 
     def forward(self, x, labels=None, style=None, semantic=None, inplace: bool = False, slope: float | None = None):

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from .core import DeepSEEError, atomic_write
 
 # %% auto #0
-__all__ = ['VGG_WEIGHTS', 'atomic_save', 'CheckpointManager', 'rng_state', 'set_rng_state', 'DistInfo', 'init_distributed',
-           'cleanup_distributed', 'JsonlLogger', 'TBWriter', 'lr_factor', 'make_scheduler', 'schedule_steps',
-           'hinge_d_loss', 'hinge_g_loss', 'feature_matching_loss', 'vgg_loss', 'ResumableSampler', 'SRNet',
-           'style_input', 'generator_step', 'discriminator_step', 'make_autocast', 'make_optimizers', 'validate',
-           'load_segmenter_into', 'Trainer', 'train', 'main_train']
+__all__ = ['VGG_WEIGHTS', 'AMP_MODES', 'atomic_save', 'CheckpointManager', 'rng_state', 'set_rng_state', 'DistInfo',
+           'init_distributed', 'cleanup_distributed', 'JsonlLogger', 'TBWriter', 'lr_factor', 'make_scheduler',
+           'schedule_steps', 'hinge_d_loss', 'hinge_g_loss', 'feature_matching_loss', 'vgg_loss', 'ResumableSampler',
+           'SRNet', 'style_input', 'generator_step', 'discriminator_step', 'make_autocast', 'make_optimizers',
+           'validate', 'load_segmenter_into', 'Trainer', 'train', 'main_train']
 
 # %% ../nbs/04_training.ipynb #251a8103
 def atomic_save(state: dict, path) -> Path:
@@ -287,9 +287,15 @@ def discriminator_step(D, fake: torch.Tensor, batch: dict, autocast=None) -> dic
 import contextlib
 def _no_autocast(): return contextlib.nullcontext()
 
-def make_autocast(device: torch.device, enabled: bool = True):
-    "bf16 autocast on CUDA; nothing on the CPU (CPU bf16 is slow and would break bit-exact tests)."
-    if enabled and device.type == 'cuda': return torch.autocast('cuda', dtype=torch.bfloat16)
+AMP_MODES = ('auto', 'bf16', 'off')
+
+def make_autocast(device: torch.device, amp: str | bool = 'auto'):
+    """The training step's mixed precision. 'auto': bf16 autocast on CUDA, float32 on the CPU (exact, reproducible
+    across CPUs); 'bf16': bf16 autocast on the CPU too (on CPUs with AMX a 32x iteration runs in half the time);
+    'off': float32 everywhere. `True`/`False` mean 'auto'/'off'."""
+    amp = 'auto' if amp is True else 'off' if amp is False else amp
+    if amp not in AMP_MODES: raise DeepSEEError(f"amp={amp!r}: expected one of {', '.join(AMP_MODES)}")
+    if amp == 'bf16' or (amp == 'auto' and device.type == 'cuda'): return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 # %% ../nbs/04_training.ipynb #efdcbbf7
@@ -365,7 +371,7 @@ class Trainer:
                  val_every: int = 500, ckpt_every: int = 500, batch_size: int | None = None, ema: float | None = None,
                  grad_checkpointing: bool = False, num_workers: int = 0, n_val: int = 8, keep_last: int = 3,
                  seg=None, stop_after: int | None = None, time_limit: float | None = None, progress: bool = True,
-                 tensorboard: bool = True, amp: bool = True):
+                 tensorboard: bool = True, amp: str | bool = 'auto'):
         from deepsee.architecture import Discriminator, VGG19Features, init_weights
         from deepsee.model import DeepSEE
         from deepsee.data import make_dataset
@@ -384,7 +390,8 @@ class Trainer:
         self.device, self.is_main = self.dist.device, self.dist.is_main
         self.log_every, self.val_every, self.ckpt_every = log_every, val_every, ckpt_every
         self.stop_after, self.time_limit, self.num_workers = stop_after, time_limit, num_workers
-        self.autocast = (lambda: make_autocast(self.device, amp))
+        make_autocast(self.device, amp)   # a bad `amp` fails here, not at the first step
+        self.autocast, self.amp = (lambda: make_autocast(self.device, amp)), amp
 
         # data
         self.train_ds = make_dataset(self.data, cfg.hr_size, cfg.factor, 'train', guided=cfg.guided, flip=True, seed=self.seed)
@@ -453,7 +460,7 @@ class Trainer:
             _write_json(self.run_dir / 'run.json', dict(data=self.data, seed=self.seed, max_steps=max_steps, no_vgg=no_vgg,
                         vgg_path=str(vgg_path) if vgg_path else None, world_size=self.dist.world_size,
                         total_steps=self.total_steps, decay_steps=self.decay_steps, steps_per_epoch=self.steps_per_epoch,
-                        seg=str(seg) if seg else None, grad_checkpointing=grad_checkpointing))
+                        seg=str(seg) if seg else None, grad_checkpointing=grad_checkpointing, amp=amp))
             self.logger = JsonlLogger(self.run_dir / 'log.jsonl')
             self.tb = TBWriter(self.run_dir / 'tb', enabled=tensorboard)
         self.progress = progress
@@ -653,6 +660,8 @@ def _train_parser():
     p.add_argument('--stop-after', type=int, help='stop (with a checkpoint) at this step; continue later with --resume')
     p.add_argument('--time-limit', type=float, help='stop (with a checkpoint) after this many minutes; continue with --resume')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
+    p.add_argument('--amp', choices=AMP_MODES, help="mixed precision: 'auto' (default: bf16 autocast on CUDA, float32 on the "
+                   "CPU), 'bf16' (also on the CPU: faster on CPUs with AMX), 'off' (float32)")
     return p
 
 def main_train(argv: list[str]) -> int:
@@ -678,7 +687,7 @@ def main_train(argv: list[str]) -> int:
                 batch_size=a.batch_size, ema=a.ema, grad_checkpointing=a.grad_checkpointing or run.get('grad_checkpointing', False),
                 num_workers=a.num_workers, keep_last=a.keep_last, seg=pick(a.seg, 'seg'), stop_after=a.stop_after,
                 time_limit=a.time_limit * 60 if a.time_limit else None,
-                progress=not a.no_progress)
+                progress=not a.no_progress, amp=pick(a.amp, 'amp', 'auto'))
     if int(os.environ.get('RANK', '0')) == 0:
         print(f"model bundle: {out}" if (out / 'model.safetensors').exists() else f"stopped; continue with --resume --run-dir {run_dir}")
     return 0
