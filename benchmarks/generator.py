@@ -37,7 +37,7 @@ def run_one(name: str, batch: int, device: str, repeats: int, dtype: str, mask: 
     labels = (face_labels(batch, cfg.hr_size, device) if mask == 'face' else
               torch.randint(0, 19, (batch, cfg.hr_size, cfg.hr_size), device=device))
     style = torch.rand(batch, 19, cfg.encoder.style_dim, device=device) * 2 - 1
-    flops = plain_flops(G, lr[:1], labels[:1], style[:1]) * batch if device == 'cpu' or True else 0
+    flops = plain_flops(G, lr[:1], labels[:1], style[:1]) * batch
     conv = conv_gflops_per_s(device, dtype=dtype)
     conv_nchw = conv_gflops_per_s(device, dtype=dtype, layouts=('nchw',))
     amp = torch.autocast(torch.device(device).type, torch.bfloat16, enabled=dtype == 'bf16')

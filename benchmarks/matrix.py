@@ -6,7 +6,9 @@ segmentation and exploration, with FLOPs, roofline ratios and peak memory, writt
 
 Each part is one of the scripts next to this one, run with `--json` (each preset in its own process); the file
 holds their outputs under `generator`, `train_step`, `train_step_ckpt` (16x and 32x, batch 1, gradient
-checkpointing), `components` and `explore`, plus the machine and the commands. `nbs/14_performance.ipynb`
+checkpointing), `components`, `explore`, `train_step_bf16` (the training step under bf16 autocast) and
+`train_32x_b2` (32x at batch 2 with checkpointing under bf16 autocast, with its peak of live tensor bytes: the
+memory it needs on a GPU), plus the machine and the commands. `nbs/14_performance.ipynb`
 renders every file in `benchmarks/results/` as the documentation's tables.
 `--quick` runs the small presets only (a smoke test of the whole pipeline in about a minute).
 """
@@ -24,6 +26,10 @@ PLANS = {   # part -> (script, args) for the full matrix and for --quick
                                               '--warmup', '0', '--iters', '1']),
         'components': ('components.py', ['--presets', 'celeba_8x:1,celeba_8x:16,celebamaskhq_32x:1']),
         'explore': ('explore.py', ['--presets', 'demo', 'celeba_8x', '--precision', 'fp32', 'bf16']),
+        # training under bf16 autocast (on the CPU: `--amp bf16`), and 32x at batch 2 sized by its live tensor bytes
+        'train_step_bf16': ('train_step.py', ['--presets', 'celeba_8x:4,celebamaskhq_8x:4', '--amp', 'bf16']),
+        'train_32x_b2': ('train_step.py', ['--presets', 'celebamaskhq_32x:2', '--grad-checkpointing', '--amp', 'bf16',
+                                           '--tensor-peak', '--no-flops', '--warmup', '1', '--iters', '1']),
     },
     'quick': {
         'generator': ('generator.py', ['--presets', 'tiny:1,demo:1,demo:8']),
@@ -31,6 +37,9 @@ PLANS = {   # part -> (script, args) for the full matrix and for --quick
         'train_step_ckpt': ('train_step.py', ['--presets', 'tiny:1', '--no-vgg', '--grad-checkpointing', '--warmup', '0', '--iters', '1']),
         'components': ('components.py', ['--presets', 'demo:1']),
         'explore': ('explore.py', ['--presets', 'demo', '--samples', '16', '--precision', 'fp32', 'bf16']),
+        'train_step_bf16': ('train_step.py', ['--presets', 'tiny:2', '--no-vgg', '--amp', 'bf16']),
+        'train_32x_b2': ('train_step.py', ['--presets', 'tiny:2', '--no-vgg', '--grad-checkpointing', '--amp', 'bf16',
+                                           '--tensor-peak', '--no-flops', '--warmup', '1', '--iters', '1']),
     },
 }
 
@@ -41,7 +50,7 @@ def main(argv=None) -> int:
     p.add_argument('--device', default='cpu')
     p.add_argument('--dtype', default='fp32', choices=['fp32', 'bf16'])
     p.add_argument('--quick', action='store_true', help='small presets only')
-    p.add_argument('--parts', nargs='+', default=['generator', 'train_step', 'train_step_ckpt', 'components', 'explore'])
+    p.add_argument('--parts', nargs='+', default=list(PLANS['full']), choices=list(PLANS['full']))
     p.add_argument('--update', action='store_true', help='keep the other parts of an existing --out file')
     a = p.parse_args(argv)
     import torch
