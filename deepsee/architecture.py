@@ -214,10 +214,48 @@ def _fold_norm(rows: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> 
     g = rows[..., :C]
     return torch.cat([g * scale, torch.addcmul(rows[..., C:], g, shift)], -1)
 
+def _ld(a, b, y, x, c):
+    "a[b, y, x, c] as float32 (the kernel's load; bf16 arrays arrive as their uint16 bits)."
+    return a[b, y, x, c]
+
+def _st(a, b, y, x, c, v):
+    "a[b, y, x, c] = v (the kernel's store; to bf16 bits with round-to-nearest-even for uint16 arrays)."
+    a[b, y, x, c] = v
+
+if numba is not None:   # numba versions of the load and store, specialised by the array's dtype
+    from numba import types as _nt
+    from numba.extending import intrinsic as _intrinsic, overload as _overload
+    from llvmlite import ir as _ir
+
+    @_intrinsic
+    def _f32_from_bits(typingctx, u):
+        return _nt.float32(_nt.uint32), lambda context, builder, sig, args: builder.bitcast(args[0], _ir.FloatType())
+
+    @_intrinsic
+    def _bits_from_f32(typingctx, v):
+        return _nt.uint32(_nt.float32), lambda context, builder, sig, args: builder.bitcast(args[0], _ir.IntType(32))
+
+    @_overload(_ld, inline='always')
+    def _ld_numba(a, b, y, x, c):
+        if a.dtype == _nt.uint16:   # bf16: the upper half of a float32
+            return lambda a, b, y, x, c: _f32_from_bits(numba.uint32(a[b, y, x, c]) << numba.uint32(16))
+        return lambda a, b, y, x, c: a[b, y, x, c]
+
+    @_overload(_st, inline='always')
+    def _st_numba(a, b, y, x, c, v):
+        if a.dtype == _nt.uint16:
+            def store(a, b, y, x, c, v):
+                u = _bits_from_f32(numba.float32(v))
+                a[b, y, x, c] = numba.uint16((u + numba.uint32(0x7FFF) + ((u >> numba.uint32(16)) & numba.uint32(1))) >> numba.uint32(16))
+            return store
+        def store(a, b, y, x, c, v): a[b, y, x, c] = v
+        return store
+
 def _modulate_rows(x, out, idx, inside, table, lab9, const, slope, styled):
     """out = leaky_relu(x * g + b, slope) for channels-last x (B,H,W,C), (g, b) gathered per pixel: `idx` (M,H,W)
     holds a label (< n: row `inside[b, label]`) or n + j for mixed pixel j (row `const[j]` plus, with `styled`,
-    the 9 taps `table[b, t, lab9[j, t]]`). One pass over x, nothing per pixel written but the output."""
+    the 9 taps `table[b, t, lab9[j, t]]`). One pass over x, nothing per pixel written but the output.
+    x and out are float32, or bf16 passed as their uint16 bits (`_ld`, `_st`: the arithmetic in float32)."""
     B, H, W, C = x.shape
     n = inside.shape[1]
     for q in numba.prange(B * H):
@@ -229,13 +267,13 @@ def _modulate_rows(x, out, idx, inside, table, lab9, const, slope, styled):
             k = idx[m, y, xx]
             if k < n:
                 for c in range(C):
-                    v = x[b, y, xx, c] * inside[bi, k, c] + inside[bi, k, C + c]
-                    out[b, y, xx, c] = max(v, v * slope)
+                    v = _ld(x, b, y, xx, c) * inside[bi, k, c] + inside[bi, k, C + c]
+                    _st(out, b, y, xx, c, max(v, v * slope))
             elif not styled:
                 j = k - n
                 for c in range(C):
-                    v = x[b, y, xx, c] * const[j, c] + const[j, C + c]
-                    out[b, y, xx, c] = max(v, v * slope)
+                    v = _ld(x, b, y, xx, c) * const[j, c] + const[j, C + c]
+                    _st(out, b, y, xx, c, max(v, v * slope))
             else:
                 j = k - n
                 l0, l1, l2, l3, l4 = lab9[j, 0], lab9[j, 1], lab9[j, 2], lab9[j, 3], lab9[j, 4]
@@ -246,8 +284,8 @@ def _modulate_rows(x, out, idx, inside, table, lab9, const, slope, styled):
                          + table[b, 4, l4, c] + table[b, 5, l5, c] + table[b, 6, l6, c] + table[b, 7, l7, c] + table[b, 8, l8, c])
                     e = (const[j, d] + table[b, 0, l0, d] + table[b, 1, l1, d] + table[b, 2, l2, d] + table[b, 3, l3, d]
                          + table[b, 4, l4, d] + table[b, 5, l5, d] + table[b, 6, l6, d] + table[b, 7, l7, d] + table[b, 8, l8, d])
-                    v = x[b, y, xx, c] * g + e
-                    out[b, y, xx, c] = max(v, v * slope)
+                    v = _ld(x, b, y, xx, c) * g + e
+                    _st(out, b, y, xx, c, max(v, v * slope))
 
 if numba is not None:   # compiled on first use and cached on disk; 'contract' lets LLVM fuse x * g + b into an FMA
     _jit = lambda cache: numba.njit(parallel=True, cache=cache, boundscheck=False, fastmath={'contract'})
@@ -261,9 +299,9 @@ def _leaky(x: torch.Tensor, slope: float | None) -> torch.Tensor:
     return F.relu_(x) if slope == 0 else F.leaky_relu_(x, slope)
 
 def _cpu_inference(x: torch.Tensor) -> bool:
-    """float32 channels-last `x` on the CPU, no autograd, eager mode (tracing, `torch.compile` and ONNX export see
-    plain torch ops): where the fused CPU paths (`cpu_kernel_ok`, `_conv_add`) may run."""
-    return (x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled()
+    """float32 or bf16 channels-last `x` on the CPU, no autograd, eager mode (tracing, `torch.compile` and ONNX
+    export see plain torch ops): where the fused CPU paths (`cpu_kernel_ok`, `_conv_add`) may run."""
+    return (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.bfloat16) and not torch.is_grad_enabled()
             and x.permute(0, 2, 3, 1).is_contiguous()
             and not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()))
 
@@ -274,7 +312,7 @@ def cpu_kernel_ok(x: torch.Tensor) -> bool:
 class NormBlock(nn.Module):
     "Param-free norm modulated by SPADE (semantics) and/or SEAN-style per-region style, blended by learned scalars."
     tile_pixels: int = 128 * 128   # inference computes the modulation in row bands of about this many pixels
-    cpu_kernel: bool = True        # CPU float32 inference: one fused pass (`_modulate_rows`, numba) instead of torch ops
+    cpu_kernel: bool = True        # CPU float32 or bf16 inference: one fused pass (`_modulate_rows`, numba), not torch ops
 
     def __init__(self, channels: int, semantics: bool = True, style: bool = True, n_labels: int = N_LABELS,
                  hidden: int = 128, style_dim: int = 128, norm: str = 'batch'):
@@ -421,7 +459,8 @@ class NormBlock(nn.Module):
         if const.ndim == 1: const = const.expand(len(parts.lin), -1)   # a style branch without semantics: one shared row
         threads = torch.get_num_threads()
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-        _modulate_rows(x_hat.permute(0, 2, 3, 1).numpy(), out.permute(0, 2, 3, 1).numpy(), memo['idx'][:, rows].numpy(),
+        nhwc = lambda t: t.permute(0, 2, 3, 1).view(torch.uint16 if t.dtype == torch.bfloat16 else t.dtype).numpy()
+        _modulate_rows(nhwc(x_hat), nhwc(out), memo['idx'][:, rows].numpy(),
                        (inside if inside.ndim == 3 else inside[None]).numpy(), table.numpy(), parts.lab9.numpy(),
                        const.numpy(), 1.0 if slope is None else float(slope), styled)
         # numba's OpenMP pool, started by its first call, resets the OpenMP thread count it shares with torch
@@ -462,13 +501,15 @@ class NormBlock(nn.Module):
 
 # %% ../nbs/02_architecture.ipynb #a33835b5
 def _conv_add(conv: nn.Conv2d, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """conv(x) + skip. At float32 channels-last CPU inference (`_cpu_inference`) one oneDNN call adds `skip` as
-    a post-op while the output is still in cache, instead of a second pass over it; elsewhere an in-place add
-    (conv's backward does not need its output)."""
-    if ResBlock.fused_add and _cpu_inference(x) and torch.backends.mkldnn.is_available() and not torch.is_autocast_enabled('cpu'):
-        p, d = conv.padding, conv.dilation
-        return torch.ops.mkldnn._convolution_pointwise(x, skip, conv.weight, conv.bias, p, conv.stride, d, conv.groups,
-                                                        'add', None, None, [], None)
+    """conv(x) + skip. At channels-last CPU inference (`_cpu_inference`: float32, or bf16 as under bf16 autocast)
+    one oneDNN call adds `skip` as a post-op while the output is still in cache, instead of a second pass over it;
+    elsewhere an in-place add (conv's backward does not need its output)."""
+    dt = x.dtype
+    if (ResBlock.fused_add and _cpu_inference(x) and skip.dtype == dt and torch.backends.mkldnn.is_available()
+            and (not torch.is_autocast_enabled('cpu') or torch.get_autocast_dtype('cpu') == dt)):   # the dtype conv would use
+        p, d, b = conv.padding, conv.dilation, conv.bias
+        return torch.ops.mkldnn._convolution_pointwise(x, skip, conv.weight.to(dt), None if b is None else b.to(dt), p,
+                                                        conv.stride, d, conv.groups, 'add', None, None, [], None)
     return conv(x).add_(skip)
 
 # %% ../nbs/02_architecture.ipynb #126c7dd2
