@@ -515,7 +515,7 @@ def _conv_add(conv: nn.Conv2d, x: torch.Tensor, skip: torch.Tensor) -> torch.Ten
 # %% ../nbs/02_architecture.ipynb #126c7dd2
 class ResBlock(nn.Module):
     "SEAN-style residual block with two NormBlocks and three noise injections."
-    fused_add: bool = True   # CPU float32 inference: the skip add as a post-op of conv_1 (`_conv_add`)
+    fused_add: bool = True   # CPU inference (float32 or bf16): the skip add as a post-op of conv_1 (`_conv_add`)
     def __init__(self, channels: int, semantics: bool, style: bool, n_labels: int = N_LABELS, hidden: int = 128,
                  style_dim: int = 128, norm: str = 'batch', noise: bool = True):
         super().__init__()
