@@ -7,16 +7,17 @@ iteration: style encoder (LR or HR, alternating as in training), generator with 
 on fake + real, hinge + 10 x feature matching + 10 x VGG19 perceptual (random VGG weights: same cost as the real
 ones), Adam steps for both sides, schedulers. bf16 autocast on CUDA (`--amp bf16`: on the CPU too; `off`: float32
 everywhere). `peak_mem_mib` is the peak RSS (CPU) or CUDA max allocated above the state after building the networks
-and the batch. `--tensor-peak` adds `peak_tensor_mib`: the peak bytes of live tensors over the timed steps,
-weights, Adam moments and gradients included, counted by a dispatch mode; on the CPU that is what
+and the batch. `--tensor-peak` adds `peak_tensor_mib`: the peak bytes of live tensors over all the steps (warmup
+included), weights, Adam moments and gradients included, counted by a dispatch mode (its overhead, small next to
+the convolutions, is in the timings); on the CPU that is what
 `torch.cuda.max_memory_allocated` reports for the same step on a GPU (without the CUDA context, cuDNN workspaces
-and allocator rounding), which sizes GPU training without a GPU:
-
-    python benchmarks/train_step.py --presets celebamaskhq_32x:2 --grad-checkpointing --amp bf16 --tensor-peak --no-flops `g_fwd_bwd_s` times the
+and allocator rounding), which sizes GPU training without a GPU (see the end). `g_fwd_bwd_s` times the
 generator side alone (style encoder + generator forward + backward of a mean), the figure the research code
 needs 38.7 s for at batch 4 for the 8x model on this kind of CPU. `gflops` (forward + backward of everything, on the
 plain styled-map path) and `roofline_ratio` = time / (gflops / conv GFLOP/s of one 512->512 conv, best layout, same
-run) say how close to the hardware each runs.
+run, in the step's precision) say how close to the hardware each runs.
+
+    python benchmarks/train_step.py --presets celebamaskhq_32x:2 --grad-checkpointing --amp bf16 --tensor-peak --no-flops
 """
 from __future__ import annotations
 import argparse, contextlib, json, os, re, statistics, sys, tempfile, time
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
     p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s choice)')
     p.add_argument('--amp', default='auto', choices=['auto', 'bf16', 'off'], help="the Trainer's mixed precision ('auto': bf16\n"
                    "autocast on CUDA, float32 on the CPU; 'bf16': also on the CPU)")
-    p.add_argument('--tensor-peak', action='store_true', help='also count the peak bytes of live tensors over the timed steps\n'
+    p.add_argument('--tensor-peak', action='store_true', help='also count the peak bytes of live tensors over the steps\n'
                    '(the figure torch.cuda.max_memory_allocated gives on a GPU: a CPU run sizes a GPU run)')
     p.add_argument('--_one', help=argparse.SUPPRESS)
     a = p.parse_args(argv)
