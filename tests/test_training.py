@@ -123,6 +123,19 @@ def test_cli_end_to_end(tmp_path):
                     '--vgg', str(tmp_path / 'missing.pth')])
 
 
+def test_cli_amp_kept_on_resume(tmp_path, capsys):
+    "`--amp bf16` (CPU bf16 autocast) is recorded in run.json and kept by --resume; other values are refused."
+    D = tmp_path / 'D'
+    args = ['--preset', 'tiny', '--data', 'synthetic:4', '--run-dir', str(D), '--no-vgg', '--no-progress', '--val-every', '0']
+    assert main_train(args + ['--max-steps', '1', '--amp', 'bf16']) == 0
+    assert json.loads((D / 'run.json').read_text())['amp'] == 'bf16'
+    assert main_train(['--run-dir', str(D), '--resume', '--max-steps', '2', '--no-progress', '--val-every', '0']) == 0
+    assert json.loads((D / 'run.json').read_text())['amp'] == 'bf16'    # rewritten by the resumed run with what it used
+    with pytest.raises(SystemExit):
+        main_train(args[:4] + ['--run-dir', str(tmp_path / 'E'), '--amp', 'fp16'])
+    assert "--amp: invalid choice: 'fp16'" in capsys.readouterr().err
+
+
 def test_grad_checkpointing_same_step(tmp_path):
     "Recomputing the ResBlocks in backward gives the same weights after a step (noise off: the generators differ)."
     import dataclasses
