@@ -60,7 +60,6 @@ def run_one(name: str, batch: int, device: str, warmup: int, iters: int, vgg: bo
             ckpt: bool = False, flops: bool = True, amp: str = 'auto', tensor_peak: bool = False) -> dict:
     import torch
     if threads: torch.set_num_threads(threads)
-    precision = 'bf16' if amp == 'bf16' or (amp == 'auto' and device.startswith('cuda')) else 'fp32'
     from deepsee.core import preset
     from deepsee.training import Trainer
     from deepsee.architecture import VGG19Features
@@ -68,6 +67,7 @@ def run_one(name: str, batch: int, device: str, warmup: int, iters: int, vgg: bo
     with tempfile.TemporaryDirectory() as d:
         tr = Trainer(cfg, f'synthetic:{max(batch, 2)}', d, max_steps=1000, no_vgg=True, batch_size=batch, device=device, grad_checkpointing=ckpt,
                      progress=False, n_val=0, tensorboard=False, amp=amp)
+        with tr.autocast(): precision = 'bf16' if torch.is_autocast_enabled(tr.device.type) else 'fp32'   # the Trainer's choice
         if vgg: torch.manual_seed(0); tr.vgg = VGG19Features(pretrained=False).to(tr.device)
         b = torch.utils.data.default_collate([tr.train_ds[i] for i in range(batch)])
         b = {k: v.to(tr.device) for k, v in b.items() if isinstance(v, torch.Tensor)}
