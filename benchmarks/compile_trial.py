@@ -14,10 +14,11 @@ def run(name: str, batch: int, device: str, mode: str, reps: int) -> dict:
     import numpy as np, torch
     from deepsee.core import preset
     from deepsee.architecture import Generator
+    from deepsee.fast import set_modulation
     from deepsee.data import procedural_face
     cfg = preset(name)
     torch.manual_seed(0)
-    G = Generator(cfg).to(device).eval()
+    G = set_modulation(Generator(cfg).to(device).eval(), 'fused')   # as in a DeepSEE bundle
     lab = torch.from_numpy(procedural_face(cfg.hr_size, 1234)[1].astype(np.int64))[None].to(device).expand(batch, -1, -1)
     lr = (torch.rand(1, 3, cfg.lr_size, cfg.lr_size, device=device) * 2 - 1).expand(batch, -1, -1, -1)
     style = torch.rand(batch, 19, cfg.encoder.style_dim, device=device) * 2 - 1

@@ -16,23 +16,21 @@ import argparse, json, statistics, sys, time
 from common import conv_gflops_per_s, face_labels, peak_rss_mib, reset_peak, rss_mib, run_isolated, sync
 
 def plain_flops(G, lr, labels, style) -> float:
-    "FLOPs of one forward with every NormBlock on the plain (conv) path."
+    "FLOPs of one forward with every NormBlock on the reference (plain convolution) path."
     import torch
     from torch.utils.flop_counter import FlopCounterMode
-    from deepsee.architecture import NormBlock
-    blocks = [m for m in G.modules() if isinstance(m, NormBlock)]
-    for m in blocks: m.style_path = 'conv'
-    with torch.no_grad(), FlopCounterMode(display=False) as fc: G(lr, labels, style)
-    for m in blocks: m.style_path = 'lookup'
+    from deepsee.fast import modulation
+    with torch.no_grad(), modulation(G, 'reference'), FlopCounterMode(display=False) as fc: G(lr, labels, style)
     return fc.get_total_flops()
 
 def run_one(name: str, batch: int, device: str, repeats: int, dtype: str, mask: str = 'face') -> dict:
     import torch
     from deepsee.core import preset
     from deepsee.architecture import Generator
+    from deepsee.fast import set_modulation
     cfg = preset(name)
     torch.manual_seed(0)
-    G = Generator(cfg).to(device).eval()
+    G = set_modulation(Generator(cfg).to(device).eval(), 'fused')   # as in a DeepSEE bundle
     lr = torch.rand(batch, 3, cfg.lr_size, cfg.lr_size, device=device) * 2 - 1
     labels = (face_labels(batch, cfg.hr_size, device) if mask == 'face' else
               torch.randint(0, 19, (batch, cfg.hr_size, cfg.hr_size), device=device))

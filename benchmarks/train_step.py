@@ -33,11 +33,10 @@ def _plain_flops(tr, b, src) -> tuple[float, float]:
     "FLOPs (forward + backward, counted on the plain styled-map path) of one training iteration and of the G side."
     import copy, torch
     from torch.utils.flop_counter import FlopCounterMode
-    from deepsee.architecture import NormBlock
+    from deepsee.fast import set_modulation
     state = copy.deepcopy({'m': tr.model.state_dict(), 'd': tr.D.state_dict(), 'og': tr.opt_g.state_dict(),
                            'od': tr.opt_d.state_dict(), 'step': tr.step})
-    blocks = [m for m in tr.model.modules() if isinstance(m, NormBlock)]
-    for m in blocks: m.style_path = 'conv'
+    set_modulation(tr.model, 'reference')
     with FlopCounterMode(display=False) as fc: tr.train_step(b)
     with FlopCounterMode(display=False) as fg:
         with tr.autocast():
@@ -50,7 +49,7 @@ def _plain_flops(tr, b, src) -> tuple[float, float]:
                 _g_forward(tr, b, src)
         again = sum(sum(v.values()) for k, v in fr.get_flop_counts().items() if re.search(r'generator\.blocks\.\d+$', k))
         total, g_side = total - again, g_side - again
-    for m in blocks: m.style_path = 'lookup'
+    set_modulation(tr.model, 'fused')
     tr.model.load_state_dict(state['m']); tr.D.load_state_dict(state['d'])
     tr.opt_g.load_state_dict(state['og']); tr.opt_d.load_state_dict(state['od']); tr.step = state['step']
     return total, g_side

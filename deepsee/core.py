@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ['LABELS', 'N_LABELS', 'LABEL_INDEX', 'LR_PAIRS', 'FLIP_PERM', 'PALETTE', 'VARIANTS', 'PRESETS', 'DeepSEEError',
            'atomic_write', 'label_index', 'validate_labels', 'flip_labels', 'colorize', 'palette_to_labels',
            'downsample', 'upsample', 'EncoderConfig', 'GeneratorConfig', 'DiscriminatorConfig', 'SegmenterConfig',
-           'TrainConfig', 'DeepSEEConfig', 'preset', 'config_to_dict', 'config_from_dict']
+           'TrainConfig', 'DeepSEEConfig', 'preset', 'research_flavour', 'config_to_dict', 'config_from_dict']
 
 # %% ../nbs/00_core.ipynb #dae3dde9
 class DeepSEEError(ValueError):
@@ -147,9 +147,13 @@ VARIANTS = ('independent', 'guided', 'prior_only', 'semantics_only', 'guided_sty
 @dataclass(frozen=True)
 class EncoderConfig:
     "Style encoders (supplementary Tables 1-3)."
-    lr_widths: tuple[int, ...] = (32, 64, 128, 256)  # LR encoder: 3 convs at LR size, nearest x2, 1 conv
+    lr_widths: tuple[int, ...] = (32, 64, 128, 256)  # LR encoder: 3 convs at LR size, nearest x2, 1 conv;
+                                                      # () = none (the research code's guided model)
     hr_widths: tuple[int, ...] = (32, 64, 128, 256)  # HR encoder: strides 1,2,2, nearest x2, 1 conv
     style_dim: int = 128                              # d: width of one style row (shared layer output)
+    pooling: str = 'area'        # regional average pooling divides by the region's area; 'image_mean': by the feature
+                                 # map's H*W, as the research code (only for its released weights, see 02c_research)
+    spectral_norm: bool = False  # spectral norm on every encoder conv (the research code's norm_E=spectralinstance)
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -158,6 +162,9 @@ class GeneratorConfig:
     semantic_hidden: int = 128  # SPADE hidden width (conv 19 -> hidden before gamma/beta)
     noise: bool = True          # per-channel learned noise injection in every ResBlock
     norm: str = 'batch'         # parameter-free norm of the NormBlocks: 'batch' (as SPADE/SEAN) or 'instance'
+    max_semantic_size: int = 0  # 0: off. Research code (max_fm_size=256): above this size a block computes SPADE's
+                                # hidden layer at this size and upsamples it (nearest); style ignored there
+    pure_sean_blocks: int = 0   # the last k ResBlocks are "pure SEAN" (research 32x): style only, x_hat * gamma + beta
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
@@ -165,6 +172,7 @@ class DiscriminatorConfig:
     ndf: int = 32       # width of the first layer; doubled per layer
     n_layers: int = 4   # 4x4 convs with strides 2,2,2,1 before the 1-channel output conv
     n_scales: int = 2   # full and half scale
+    first_layer: str = 'spectral_instance'   # 'plain': conv with bias, no norm (the research code's first layer)
 
 @dataclass(frozen=True)
 class SegmenterConfig:
@@ -191,6 +199,8 @@ class TrainConfig:
     lambda_l1: float = 0.0          # pixel L1 to the HR image: not in the paper (0); the demo preset uses it to train fast
     style_noise: float = 0.2        # delta of S' = S + U(-delta, delta): 0.2 independent, 0.05 guided
     hr_style_prob: float = 0.5      # independent: share of iterations that encode the style from the HR image
+    style_recolour: float = 0.0     # not in the paper (0): share of HR-style iterations whose target and style image get
+                                    # one region recoloured (the LR input not), so the style steers colour (demo preset)
     init_gain: float = 0.02         # xavier init gain
     ema_decay: float = 0.0          # generator EMA (0 = off)
     seg_epochs: int = 150           # segmentation: SGD momentum 0.9, wd 5e-4, lr 1e-3, poly 0.9
@@ -215,6 +225,10 @@ class DeepSEEConfig:
             raise DeepSEEError(f"config {self.name}: factor must be 4, 8, 16 or 32, got {self.factor}")
         if self.variant not in VARIANTS:
             raise DeepSEEError(f"config {self.name}: variant must be one of {VARIANTS}, got {self.variant!r}")
+        for what, value, allowed in [('encoder.pooling', self.encoder.pooling, ('area', 'image_mean')),
+                                     ('generator.norm', self.generator.norm, ('batch', 'instance')),
+                                     ('discriminator.first_layer', self.discriminator.first_layer, ('spectral_instance', 'plain'))]:
+            if value not in allowed: raise DeepSEEError(f"config {self.name}: {what} must be one of {allowed}, got {value!r}")
     @property
     def hr_size(self) -> int: return self.lr_size * self.factor
     @property
@@ -241,7 +255,7 @@ PRESETS: dict[str, DeepSEEConfig] = {c.name: c for c in [
     DeepSEEConfig('demo', 16, 8, encoder=EncoderConfig((16, 32, 32, 64), (16, 32, 32, 64), 32),
                   generator=GeneratorConfig(64, 32), discriminator=DiscriminatorConfig(ndf=16),
                   segmenter=SegmenterConfig((8, 16, 32, 32, 64, 64, 64, 64), 64, 16, 64),
-                  train=TrainConfig(batch_size=8, epochs=1, decay_epochs=0, lambda_l1=10.0)),
+                  train=TrainConfig(batch_size=4, epochs=1, decay_epochs=0, style_noise=0.05, style_recolour=0.5)),
 ]}
 
 def preset(name: str, **overrides) -> DeepSEEConfig:
@@ -252,6 +266,16 @@ def preset(name: str, **overrides) -> DeepSEEConfig:
     if overrides.get('variant') in ('guided', 'guided_style_only') and 'train' not in overrides:
         overrides['train'] = replace(cfg.train, style_noise=0.05)
     return replace(cfg, **overrides)
+
+# %% ../nbs/00_core.ipynb #dd66ba9c
+def research_flavour(cfg: DeepSEEConfig) -> DeepSEEConfig:
+    "`cfg` built as the published research networks are (to run their released weights or retrain them exactly)."
+    big = cfg.hr_size >= 512                     # the research code's `load_size >= 512` rule
+    gen = replace(cfg.generator, max_semantic_size=256, pure_sean_blocks=max(0, cfg.n_up - 4) if big else 0,
+                  noise=cfg.generator.noise and not big)
+    name = cfg.name if cfg.name.endswith('_research') else f'{cfg.name}_research'
+    return replace(cfg, name=name, encoder=replace(cfg.encoder, pooling='image_mean', spectral_norm=True),
+                   generator=gen, discriminator=replace(cfg.discriminator, first_layer='plain'))
 
 # %% ../nbs/00_core.ipynb #d5af667f
 def config_to_dict(cfg) -> dict:

@@ -47,7 +47,7 @@ def face_identity(identity: int) -> dict:
     lips = skin * np.array([0.92, 0.58, 0.58]) if r.random() < 0.7 else r.uniform([0.45, 0.0, 0.1], [0.9, 0.3, 0.5])
     style = HAIR_STYLES[r.choice(len(HAIR_STYLES), p=[0.08, 0.22, 0.17, 0.25, 0.1, 0.1, 0.08])]
     glasses = r.random() < 0.25
-    return dict(
+    traits = dict(
         skin=skin.astype(np.float32), hair=np.clip(hair, 0, 1).astype(np.float32),
         brow=np.clip(hair * r.uniform(0.55, 0.95), 0, 1).astype(np.float32) if style != 'bald' or r.random() < 0.5
              else _HAIR_COLOURS[r.integers(3)].copy(),
@@ -73,6 +73,21 @@ def face_identity(identity: int) -> dict:
         earrings=r.random() < 0.25, earring_kind=int(r.integers(3)),
         metal=_METALS[r.integers(len(_METALS))].copy(), necklace=r.random() < 0.2,
     )
+    return {**traits, **_fine_appearance(identity, skin, np.clip(hair, 0, 1))}
+
+def _fine_appearance(identity: int, skin: np.ndarray, hair: np.ndarray) -> dict:
+    """Per-region appearance finer than a 16x16 image resolves: strand colour, freckles, brow density, lip gloss and
+    lines, iris pattern. Only the HR image shows it, so a style encoded from the HR image knows more than the LR
+    image (what makes the style worth following). Its own random stream: the other traits stay as they were."""
+    r = np.random.default_rng([int(identity) & 0xFFFFFFFFFFFF, 0xF1E])
+    lighter = r.random() < 0.6
+    strand = hair * r.uniform(1.4, 2.4) + r.uniform(0.05, 0.2, 3) if lighter else hair * r.uniform(0.2, 0.55)
+    n_freckles = int(r.uniform(20, 90)) if r.random() < 0.4 else 0
+    return dict(strand_colour=np.clip(strand, 0, 1).astype(np.float32), strand_mix=r.uniform(0.15, 0.6),
+                freckles=r.uniform([-0.85, -0.25, 0.004], [0.85, 0.55, 0.011], (n_freckles, 3)).astype(np.float32),
+                freckle_colour=np.clip(skin * np.array([0.7, 0.5, 0.4]) * r.uniform(0.8, 1.1), 0, 1).astype(np.float32),
+                brow_density=r.uniform(0.35, 1.0), lip_gloss=r.uniform(0.0, 0.6), lip_lines=r.uniform(0.0, 1.0),
+                iris_rim=r.uniform(0.2, 0.8), iris_spokes=int(r.integers(5, 14)))
 
 # %% ../nbs/03_data.ipynb #709a9528
 def face_params(seed: int, identity: int | None = None) -> dict:
@@ -357,6 +372,9 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
                 for side in (1, -1):   # blush on the cheeks
                     d2 = ((u - side * a * 0.5) ** 2 + (v - b * 0.25) ** 2) / (a * 0.22) ** 2
                     c = c + p['blush'] * np.exp(-d2) * col([0.3, -0.15, -0.1])
+                for fu, fv, fr in p['freckles']:   # freckles: dots of about a pixel at 128 px
+                    dot = (u - fu * a) ** 2 + (v - fv * b) ** 2 < fr ** 2
+                    c[:, dot] = c[:, dot] * 0.45 + col(p['freckle_colour']) * 0.55
                 if p['stubble']:
                     beard = np.clip((v - b * 0.2) / (b * 0.15), 0, 1) * p['stubble']
                     c = c * (1 - beard) + beard * (hair * 0.6 + c * 0.4) * (0.9 + 0.2 * rng.random(len(idx), np.float32))
@@ -388,18 +406,26 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
                 ew = g['eye_w']; gx, gy = p['gaze'][0] * ew * 0.35, p['gaze'][1] * ew * 0.15
                 r = np.hypot(u - cu - gx, v - cvv - gy); ri = ew * p['iris_r']
                 iris = r < ri
-                c[:, iris] = col(p['iris']) * (0.75 + 0.35 * (r[iris] / ri))
+                ang = np.arctan2(v - cvv - gy, u - cu - gx)[iris]      # the iris pattern: spokes and a dark rim
+                c[:, iris] = col(p['iris']) * (0.75 + 0.35 * (r[iris] / ri)) * (0.85 + 0.15 * np.cos(p['iris_spokes'] * ang)) \
+                             * (1 - p['iris_rim'] * (r[iris] > ri * 0.8))
                 c[:, r < ri * 0.42] = 0.04
                 c[:, np.hypot(u - cu - gx + ri * 0.3, v - cvv - gy + ri * 0.3) < ri * 0.16] = 0.97   # catch-light
                 f = np.clip(1 - ((u - cu) / ew) ** 2, 0, 1)
                 lid = (v - cvv + p['eye_tilt'] * side * (u - cu)) < -g['eye_top'] * f + ew * 0.1
                 c[:, lid] *= 0.25
-        elif k in (6, 7, 13):   # brows and hair: strands
+        elif k in (6, 7, 13):   # brows and hair: strands (of the strand colour; brows as dense as the person's)
             base = col(p['brow']) if k in (6, 7) else hair
             phi = np.arctan2(u - a * 0.3 * p['parting'], -(v + b * 2.2)) if k == 13 else (u * 0.3 + v)
             freq = p['strand_freq'] * 2.5 if k == 13 else 300.0
             wav = np.sin(phi * (freq * (0.5 + p['curl'])) + 4 * p['curl'] * np.sin(v * 25) + 2 * n1)
-            c = base * (0.82 + 0.18 * wav) * (1 + 0.15 * n3)
+            s = 0.5 + 0.5 * wav
+            if k == 13:
+                m = np.clip((s - (1 - p['strand_mix'])) / 0.12 + 0.5, 0, 1)
+                c = (base * (1 - m) + col(p['strand_colour']) * m) * (0.9 + 0.1 * wav) * (1 + 0.15 * n3)
+            else:
+                m = np.clip((s - (1 - p['brow_density'])) / 0.2 + 0.5, 0, 1)
+                c = (skin * (1 - m) + base * m) * (1 + 0.15 * n3)
             if k == 13:
                 sheen = np.exp(-((v + b * 0.55 - 0.1 * u) / (b * 0.12)) ** 2)
                 c = c + 0.18 * sheen * (0.4 + c)
@@ -412,8 +438,8 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
             c[:, teeth] = col([0.92, 0.9, 0.82]) * (0.85 + 0.15 * np.cos(t[teeth] * 40))
         elif k in (11, 12):   # lips: a highlight on the lower lip
             mu, mv, mw, ou, ol, smile = g['mouth']
-            c = lips * (0.88 if k == 11 else 1.0) * (1 + 0.05 * n3)
-            if k == 12: c = c * (1 + 0.18 * np.exp(-(((u - mu) / (mw * 0.4)) ** 2)))
+            c = lips * (0.88 if k == 11 else 1.0) * (1 + 0.05 * n3) * (1 - 0.15 * p['lip_lines'] * (np.sin(u * 220) > 0.5))
+            if k == 12: c = c * (1 + p['lip_gloss'] * np.exp(-(((u - mu) / (mw * 0.4)) ** 2)))
         elif k == 14:   # hat: knit stripes or plain, darker brim
             c = col(p['hat_colour'][0]) * (1 + 0.08 * n3)
             if p['hat_knit']: c = c * (0.82 + 0.18 * np.sign(np.sin(90 * u)))
@@ -945,7 +971,10 @@ def main_prepare(argv: list[str]) -> int:
     a.add_argument('--identity-file', default=None, help='CelebA identity_CelebA.txt (default: ROOT/identity_CelebA.txt if present)')
     b = sub.add_parser('celeba', help='CelebA: centre crop 178, resize, official partition, identities')
     b.add_argument('root'); b.add_argument('out'); b.add_argument('--size', type=int, default=128)
-    b.add_argument('--masks', default=None, help='folder of label PNGs named like the images')
+    m = b.add_mutually_exclusive_group()
+    m.add_argument('--masks', default=None, help='folder of label PNGs named like the images')
+    m.add_argument('--masks-from', default=None, metavar='SEGMENTER', help='a `deepsee train-seg` bundle: masks predicted '
+                   'from the downscaled images, as the paper made CelebA masks')
     for p in (a, b):
         p.add_argument('--workers', type=int, default=0); p.add_argument('--skip-bad', action='store_true')
         p.add_argument('--jpg', action='store_true', help='write JPEG images (quality 95) instead of PNG')
@@ -959,7 +988,11 @@ def main_prepare(argv: list[str]) -> int:
         info = prepare_celebamaskhq(args.root, args.out, args.size, args.skip_bad, args.identity_file, args.workers,
                                     '.jpg' if args.jpg else '.png')
     elif args.kind == 'celeba':
-        info = prepare_celeba(args.root, args.out, args.masks, args.size, args.skip_bad, args.workers, '.jpg' if args.jpg else '.png')
+        masks = args.masks
+        if args.masks_from:
+            from deepsee.segmentation import segmenter_masks
+            masks = segmenter_masks(args.masks_from, args.size)
+        info = prepare_celeba(args.root, args.out, masks, args.size, args.skip_bad, args.workers, '.jpg' if args.jpg else '.png')
     else:
         info = export_synthetic(args.out, args.n, args.size, args.seed, args.val, args.test, args.identities, args.palette, progress=True)
     print(json.dumps({k: (len(v) if k == 'skipped' else v) for k, v in info.items()}))

@@ -177,9 +177,11 @@ def evaluate(models: dict | None = None, data_spec: str = 'synthetic:8', split: 
         settings['method'] = dict(kind='bicubic (torch, align_corners=False), clamped') if k == 'bicubic' else _model_settings(models[k])
         settings['sr_seconds'] = round(seconds[k], 3)
         settings['run'] = run
+        if lpips_random: r['lpips_randnet'] = r.pop('lpips', None)     # a random backbone is not LPIPS: its own column
         rows.append(dict(method=k, **{c: r.get(c) for c in ('psnr', 'ssim', 'lpips', 'fid', 'psnr_y', 'ssim_y',
                                                             'lr_consistency', 'lr_rms')},
-                         **({'vgg_dist': r['vgg_dist']} if 'vgg_dist' in r else {}), n=r['n'], settings=settings))
+                         **({'vgg_dist': r['vgg_dist']} if 'vgg_dist' in r else {}),
+                         **({'lpips_randnet': r['lpips_randnet']} if lpips_random else {}), n=r['n'], settings=settings))
     run['seconds'] = round(time.time() - t0, 2)
     return rows
 

@@ -14,8 +14,9 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw
 from safetensors import safe_open
+from tqdm import tqdm
 from safetensors.torch import save_file
 from .core import *
 from .model import DeepSEE
@@ -23,10 +24,11 @@ from .model import DeepSEE
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'REGION_GROUPS', 'SESSION_FORMAT', 'SESSION_VERSION', 'DeepSEEWarning', 'default_model_path',
            'random_model', 'resolve_device', 'load_model', 'load_image', 'to_uint8', 'to_image', 'grid', 'save_png',
-           'load_mask', 'save_mask', 'Result', 'as_generator', 'predict_mask', 'encode_style', 'semantic_cache',
-           'prepare', 'bf16_autocast', 'upscale', 'consistency_error', 'project_consistent', 'style_rows', 'symmetric',
-           'sample', 'default_batch_size', 'render', 'samples', 'walk', 'interpolate', 'transfer', 'relabel', 'paint',
-           'erase', 'dilate', 'erode', 'close_mouth', 'more_hair', 'add_glasses', 'restyle', 'Session', 'main_upscale']
+           'sheet', 'load_mask', 'save_mask', 'Result', 'as_generator', 'predict_mask', 'encode_style',
+           'semantic_cache', 'prepare', 'bf16_autocast', 'upscale', 'consistency_error', 'project_consistent',
+           'style_rows', 'symmetric', 'sample', 'default_batch_size', 'render', 'samples', 'walk', 'interpolate',
+           'transfer', 'relabel', 'paint', 'erase', 'dilate', 'erode', 'close_mouth', 'more_hair', 'add_glasses',
+           'restyle', 'Session', 'check_outputs', 'progress', 'say', 'main_upscale']
 
 # %% ../nbs/06_explore.ipynb #112a5ee4
 class DeepSEEWarning(UserWarning):
@@ -62,8 +64,9 @@ def resolve_device(device: str | torch.device | None = 'auto') -> torch.device:
     if d.type == 'mps' and not torch.backends.mps.is_available(): raise DeepSEEError(f"--device {device}: MPS is not available here")
     return d
 
-def load_model(spec: str | Path | None = None, device='cpu') -> DeepSEE:
-    "A model from a bundle directory, a preset name (random weights, with a warning) or None (the bundled demo model)."
+def load_model(spec: str | Path | None = None, device='cpu', random_weights: bool = False) -> DeepSEE:
+    """A model from a bundle directory, a research checkpoint folder (converted in memory), None (the bundled demo
+    model) or, with `random_weights`, a preset name (an untrained network, with a warning: for tests and timing)."""
     device = resolve_device(device)
     if spec is None:
         path = default_model_path()
@@ -75,10 +78,17 @@ def load_model(spec: str | Path | None = None, device='cpu') -> DeepSEE:
         return m
     spec = str(spec)
     if Path(spec).exists():
-        m = DeepSEE.load(spec, device=device)
+        if Path(spec).is_dir() and not (Path(spec) / 'config.json').exists() and any(Path(spec).glob('*_net_G.pth')):
+            from deepsee.research import load_research
+            warnings.warn(f"{spec}: a research checkpoint, converted in memory (`deepsee convert {spec} -o DIR` "
+                          f"writes it as a bundle once)", DeepSEEWarning, stacklevel=2)
+            m = load_research(spec)[0].to(device)
+        else: m = DeepSEE.load(spec, device=device)
         m.meta['source'] = spec
         return m
     if spec in PRESETS:
+        if not random_weights:
+            raise DeepSEEError(f"preset {spec} has no trained weights; use --random-weights to build an untrained network")
         warnings.warn(f"model {spec!r} is a preset, not a trained bundle: random weights (outputs are noise)",
                       DeepSEEWarning, stacklevel=2)
         return random_model(spec, device=device)
@@ -176,6 +186,49 @@ _write = atomic_write   # deepsee.core: temp file beside the target, then rename
 def save_png(image: Image.Image, path) -> Path:
     "Write a PNG atomically."
     return _write(path, lambda t: image.save(t, format='PNG', optimize=True))
+
+# %% ../nbs/06_explore.ipynb #99a69143
+def _font(size: int):
+    from PIL import ImageFont
+    try: return ImageFont.load_default(size)
+    except TypeError: return ImageFont.load_default()          # Pillow < 10.1: its fixed bitmap font
+
+def _tile(x, s: int | None) -> Image.Image | None:
+    if x is None: return None
+    im = x.convert('RGB') if isinstance(x, Image.Image) else Image.fromarray(to_uint8(x))
+    return im if s is None or im.size == (s, s) else im.resize((s, s), Image.NEAREST)
+
+def sheet(rows, title: str | None = None, row_labels=None, col_labels=None, captions=None, size: int | None = None,
+          pad: int = 6, font_size: int = 13) -> Image.Image:
+    "A labelled figure: rows of images (tensors, label maps, PIL; None: blank), title, row/column labels, captions."
+    tiles = [[_tile(x, size) for x in r] for r in rows]
+    if not any(t for r in tiles for t in r): raise DeepSEEError("sheet: no images")
+    nc, f, lh = max(len(r) for r in tiles), _font(font_size), font_size + 5
+    caps = captions or [[]]
+    text_w = lambda t: int(math.ceil(ImageDraw.Draw(Image.new('RGB', (1, 1))).textlength(t or '', font=f)))
+    col_w = [max([t.width for r in tiles if j < len(r) and (t := r[j])] + [text_w((col_labels or [''] * nc)[j])]
+                 + [text_w(c[j]) for c in caps if j < len(c) and c[j]]) for j in range(nc)]
+    row_h = [max(t.height for t in r if t) if any(r) else 0 for r in tiles]
+    cap_h = lh if captions else 0
+    x0 = pad + (max(text_w(t) for t in row_labels) + pad if row_labels else 0)
+    y0 = pad + (lh + pad if title else 0) + (lh if col_labels else 0)
+    W = x0 + sum(w + pad for w in col_w)
+    H = y0 + sum(h + cap_h + pad for h in row_h)
+    im = Image.new('RGB', (max(W, text_w(title) + 2 * pad), H), 'white'); d = ImageDraw.Draw(im)
+    if title: d.text((pad, pad), title, fill='black', font=f)
+    xs = [x0 + sum(w + pad for w in col_w[:j]) for j in range(nc)]
+    for j, lab in enumerate(col_labels or []):
+        d.text((xs[j] + (col_w[j] - text_w(lab)) // 2, y0 - lh), lab, fill='black', font=f)
+    y = y0
+    for i, r in enumerate(tiles):
+        if row_labels and i < len(row_labels):
+            d.text((pad, y + row_h[i] // 2 - lh // 2), row_labels[i], fill='black', font=f)
+        for j, t in enumerate(r):
+            if t is not None: im.paste(t, (xs[j] + (col_w[j] - t.width) // 2, y))
+            c = caps[i][j] if captions and i < len(caps) and j < len(caps[i]) else None
+            if c: d.text((xs[j] + (col_w[j] - text_w(c)) // 2, y + row_h[i] + 1), c, fill='dimgray', font=f)
+        y += row_h[i] + cap_h + pad
+    return im
 
 # %% ../nbs/06_explore.ipynb #f522edbe
 def load_mask(path, size: int | None = None) -> torch.Tensor:
@@ -720,6 +773,32 @@ def _stems(paths: list[Path]) -> list[str]:
     stems = [p.stem for p in paths]
     return [f"{p.stem}_{p.suffix[1:]}" if stems.count(p.stem) > 1 else p.stem for p in paths]
 
+def _same(a: Path, b: Path) -> bool:
+    try: return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError: return False
+
+def check_outputs(outputs, inputs, overwrite: bool = False) -> None:
+    "Refuse an output that is one of the inputs (always) or that exists (unless `overwrite`): nothing is lost."
+    inputs = [Path(p) for p in inputs if p is not None]
+    for o in map(Path, outputs):
+        hit = next((i for i in inputs if _same(o, i)), None)
+        if hit is not None:
+            raise DeepSEEError(f"{o}: would overwrite the input {hit}; choose another output folder (-o)")
+    existing = [Path(o) for o in outputs if Path(o).exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more outputs)" if len(existing) > 1 else ''
+        raise DeepSEEError(f"{existing[0]}: exists{more}; pass --overwrite to replace, or choose another output "
+                           "folder (-o)")
+
+def progress(items, quiet: bool = False, desc: str = 'upscale', unit: str = 'image'):
+    "A progress bar over `items` on stderr; off with `quiet` or when stderr is not a terminal."
+    return tqdm(items, desc=desc, unit=unit, file=sys.stderr, disable=quiet or not sys.stderr.isatty(), leave=False)
+
+def say(msg: str, err: bool = False) -> None:
+    "Print a line (stdout, or stderr with `err`) without breaking a progress bar."
+    tqdm.write(msg, file=sys.stderr if err else sys.stdout)
+
+# %% ../nbs/06_explore.ipynb #73870f28
 def _save_style(style: torch.Tensor, path: Path, model: str) -> Path:
     t = {'style': style.detach().float().cpu().contiguous()}
     return _write(path, lambda tmp: save_file(t, tmp, metadata=dict(labels=','.join(LABELS), model=model)))
@@ -729,7 +808,12 @@ def _upscale_parser() -> argparse.ArgumentParser:
                                 'solution, its mask and style matrix, and optionally N sampled alternatives.')
     p.add_argument('-i', '--input', required=True, help='an LR face image or a folder of them')
     p.add_argument('-o', '--output', required=True, help='output folder (created)')
-    p.add_argument('--model', default=None, help='model bundle directory or preset name (default: the bundled demo model)')
+    p.add_argument('--faces', action='store_true', help="whole photos: detect, align and upscale every face, paste it "
+                   "back into the photo upscaled by the model's factor (-s/--scale F to choose; more options: "
+                   "deepsee upscale --faces --help)")
+    p.add_argument('--model', default=None, help='model bundle directory or research checkpoint folder (default: the '
+                   'bundled demo model)')
+    p.add_argument('--random-weights', action='store_true', help='allow a preset name as --model: an untrained network')
     p.add_argument('--guide', help='HR photo of the same person to take the style from (guided model)')
     p.add_argument('--guide-mask', help='label PNG of the guide photo (default: the segmenter predicts it)')
     p.add_argument('--mask', help="label PNG (indices or palette colours) at the model's HR size, instead of the segmenter's")
@@ -741,11 +825,22 @@ def _upscale_parser() -> argparse.ArgumentParser:
     p.add_argument('--batch-size', type=int, default=None, help='samples per batch (default: 16 on a GPU, about 2 at 128 px on the CPU)')
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N, mps or auto (default)')
     p.add_argument('--bf16', action='store_true', help='bf16 autocast: faster on GPUs and AMX CPUs, outputs within ~0.02 of fp32')
+    p.add_argument('--overwrite', action='store_true', help='replace existing output files (never an input)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar, no per-image lines')
     return p
 
 def _note(w: warnings.WarningMessage) -> None:
-    print(f"deepsee upscale: note: {w.message}", file=sys.stderr)
+    say(f"deepsee upscale: note: {w.message}", err=True)
 
+def _outputs(out: Path, stem: str, samples: int) -> list[Path]:
+    "Every file `deepsee upscale` writes for one input."
+    names = [f"{stem}.png", f"{stem}_mask.png", f"{stem}_style.safetensors", f"{stem}.session.safetensors"]
+    if samples:
+        names += [f"{stem}_samples/{i:03d}.png" for i in range(samples)]
+        names += [f"{stem}_samples/styles.safetensors", f"{stem}_samples.png"]
+    return [out / n for n in names]
+
+# %% ../nbs/06_explore.ipynb #bde1ea25
 def _run_upscale(a: argparse.Namespace) -> int:
     if a.samples < 0: raise DeepSEEError(f"--samples {a.samples}: must be >= 0")
     if a.delta < 0: raise DeepSEEError(f"--delta {a.delta}: must be >= 0")
@@ -754,7 +849,7 @@ def _run_upscale(a: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir(): raise DeepSEEError(f"{out}: exists and is not a folder")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always', DeepSEEWarning)
-        model = load_model(a.model, a.device)
+        model = load_model(a.model, a.device, a.random_weights)
         c = model.cfg
         paths = _inputs(Path(a.input))
         lrs = [load_image(p, c.lr_size, a.downscale) for p in paths]
@@ -766,11 +861,14 @@ def _run_upscale(a: argparse.Namespace) -> int:
         if a.samples and not c.style: raise DeepSEEError(f"--samples: variant {c.variant!r} has no style matrix to sample")
         if mask is None and (c.semantics or c.style) and model.segmenter is None:
             raise DeepSEEError(f"--mask: the model {model.meta.get('source', c.name)} has no segmenter; pass a mask PNG")
+        stems = _stems(paths)
+        check_outputs([o for s in stems for o in _outputs(out, s, a.samples)], paths + [a.mask, a.guide, a.guide_mask],
+                      a.overwrite)
         for w in caught: _note(w)
         caught.clear()
         out.mkdir(parents=True, exist_ok=True)
         src = str(model.meta.get('source', c.name))
-        for p, stem, lr in zip(paths, _stems(paths), lrs):
+        for p, stem, lr in progress(list(zip(paths, stems, lrs)), a.quiet):
             res = upscale(model, lr, mask, guide=guide, guide_mask=guide_mask, consistent=a.consistent, bf16=a.bf16)
             save_png(to_image(res.image[:1]), out / f"{stem}.png")
             if res.mask is not None: save_mask(res.mask[:1], out / f"{stem}_mask.png")
@@ -778,7 +876,8 @@ def _run_upscale(a: argparse.Namespace) -> int:
             if res.mask is not None:
                 Session(lr.cpu(), res.mask[:1].cpu(), None if res.style is None else res.style[:1].cpu(), a.seed, src,
                         a.consistent, [dict(op='upscale', input=str(p))]).save(out / f"{stem}.session.safetensors")
-            msg = f"{p} -> {out / (stem + '.png')} (consistency error {consistency_error(res.image, lr.to(res.image.device), c.factor):.2f}/255)"
+            err = consistency_error(res.image, lr.to(res.image.device), c.factor)
+            msg = f"{p} -> {out / (stem + '.png')} (consistency error {err:.2f}/255)"
             if a.samples:
                 s = samples(model, lr, a.samples, a.delta, a.seed, a.batch_size, mask=res.mask[:1], style=res.style[:1],
                             consistent=a.consistent, bf16=a.bf16)
@@ -787,16 +886,19 @@ def _run_upscale(a: argparse.Namespace) -> int:
                 _save_style(s.style, d / 'styles.safetensors', src)
                 save_png(grid(s.image), out / f"{stem}_samples.png")
                 msg += f", {a.samples} samples -> {d}"
-            print(msg)
+            if not a.quiet: say(msg)
             for w in caught: _note(w)
             caught.clear()
     return 0
 
 def main_upscale(argv: list[str]) -> int:
     "`deepsee upscale`: SR images, masks, style matrices and samples; bad input is one line on stderr and exit code 2."
-    try: a = _upscale_parser().parse_args(argv)
-    except SystemExit as e: return int(e.code or 0)
-    try: return _run_upscale(a)
+    argv = list(argv)
+    try:
+        a = _upscale_parser().parse_args(argv)
+        if a.faces: raise DeepSEEError("--faces: whole photos are `deepsee upscale --faces` (deepsee.faces.main_upscale)")
+        return _run_upscale(a)
+    except SystemExit as e: return int(e.code or 0) if isinstance(e.code, (int, type(None))) else 2
     except DeepSEEError as e:
         print(f"deepsee upscale: error: {e}", file=sys.stderr)
         return 2

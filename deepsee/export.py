@@ -23,8 +23,7 @@ __all__ = ['plain_generator', 'export_onnx', 'main_export']
 def plain_generator(gen: Generator) -> Generator:
     "A copy of `gen` without spectral-norm parametrisations and with plain styled-map convolutions (for export)."
     out = Generator(gen.cfg).to(next(gen.parameters()).device).eval()
-    for m in list(out.modules()):
-        if isinstance(m, NormBlock): m.style_path = 'conv'
+    for m in list(out.modules()):                    # a bare Generator: the reference processor, plain convolutions
         if isinstance(m, nn.Conv2d) and parametrize.is_parametrized(m, 'weight'):
             parametrize.remove_parametrizations(m, 'weight', leave_parametrized=False)
     sd = {}

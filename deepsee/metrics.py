@@ -483,10 +483,12 @@ def evaluate_pairs(sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor | None, 
 
 # %% ../nbs/05_metrics.ipynb #c784d379
 RESULT_COLUMNS = ('method', 'psnr', 'ssim', 'lpips', 'fid', 'psnr_y', 'ssim_y', 'lr_consistency', 'lr_rms',
-                  'diversity', 'disentanglement', 'identity', 'n')
+                  'diversity', 'disentanglement', 'identity', 'lpips_randnet', 'n')
 _DIGITS = dict(psnr=2, ssim=4, lpips=4, fid=2, psnr_y=2, ssim_y=4, lr_consistency=2, lr_rms=2, diversity=4,
-               disentanglement=3, identity=3)
+               disentanglement=3, identity=3, lpips_randnet=4)
+# `lpips_randnet`: LPIPS's formula on a RANDOM backbone (plumbing tests only): never under the LPIPS header
 _HEADERS = dict(method='Method', psnr='PSNR', ssim='SSIM', lpips='LPIPS', fid='FID', psnr_y='PSNR-Y', ssim_y='SSIM-Y',
+                lpips_randnet='LPIPS-randnet (not LPIPS)',
                 lr_consistency='LR-PSNR', lr_rms='LR-RMS', diversity='Diversity', disentanglement='Disent.',
                 identity='ID dist.', n='N')
 

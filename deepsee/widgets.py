@@ -513,7 +513,7 @@ def _model_from(spec, device='cpu') -> DeepSEE:
         return random_model('tiny', device=device)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DeepSEEWarning)
-        return load_model(spec or None, device)
+        return load_model(spec or None, device, random_weights=True)
 
 # %% ../nbs/09_style_walks.ipynb #df238a91
 import ipywidgets as W
@@ -878,15 +878,23 @@ def voila_command(notebook, port: int) -> list[str]:
 def main_explorer(argv: list[str]) -> int:
     "`deepsee explorer [--model DIR|PRESET] [--port P]`: serve the explorer with Voila on 127.0.0.1 until Ctrl+C."
     p = argparse.ArgumentParser(prog='deepsee explorer', description='serve the interactive explorer with Voila on 127.0.0.1')
-    p.add_argument('--model', default=None, help='model bundle directory or preset name (default: the bundled demo model)')
+    p.add_argument('--model', default=None, help='model bundle directory or research checkpoint folder (default: the '
+                   'bundled demo model)')
+    p.add_argument('--random-weights', action='store_true', help='allow a preset name as --model: an untrained network')
     p.add_argument('--port', type=int, default=8866, help='port on 127.0.0.1 (default 8866)')
     p.add_argument('--device', default='cpu', help='cpu (default), cuda, cuda:N, mps')
     try: a = p.parse_args(argv)
     except SystemExit as e: return int(e.code or 0)
     try:
-        if a.model and not Path(a.model).exists() and a.model not in PRESETS:
-            raise DeepSEEError(f"--model {a.model}: no such model bundle directory or preset (presets: {', '.join(PRESETS)})")
-        if a.model and Path(a.model).exists(): DeepSEE.load(a.model)            # fail here, not in the page
+        if a.model and not Path(a.model).exists():
+            if a.model not in PRESETS:
+                raise DeepSEEError(f"--model {a.model}: no such model bundle directory or preset (presets: {', '.join(PRESETS)})")
+            if not a.random_weights:
+                raise DeepSEEError(f"preset {a.model} has no trained weights; use --random-weights to build an untrained network")
+        if a.model and Path(a.model).exists():                                   # fail here, not in the page
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', DeepSEEWarning)
+                load_model(a.model)
         if not 1 <= a.port <= 65535: raise DeepSEEError(f"--port {a.port}: not a port number")
         if not _port_free(a.port): raise DeepSEEError(f"--port {a.port}: already in use on 127.0.0.1")
         import importlib.util

@@ -5,7 +5,7 @@ import pytest
 
 CODE = """
 import torch
-from deepsee.architecture import cpu_kernel_ok
+from deepsee.fast.kernel import kernel_ok
 from deepsee.core import preset
 from deepsee.model import DeepSEE
 torch.set_num_threads(1)
@@ -13,7 +13,7 @@ m = DeepSEE(preset('tiny', lr_size=8, factor=4)).eval()
 lab = torch.zeros(1, 32, 32, dtype=torch.long); lab[:, 8:24] = 1
 with torch.no_grad():
     m.generator(torch.randn(1, 3, 8, 8), lab, torch.zeros(1, 19, m.cfg.encoder.style_dim))
-    ok = cpu_kernel_ok(torch.zeros(1, 1, 1, 1).contiguous(memory_format=torch.channels_last))
+    ok = kernel_ok(torch.zeros(1, 1, 1, 1).contiguous(memory_format=torch.channels_last))
 print(ok, torch.get_num_threads())
 """
 

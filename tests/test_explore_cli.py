@@ -1,5 +1,5 @@
 "`deepsee upscale` end to end on a random-weight tiny bundle, and every bad input: one line on stderr, exit code 2."
-import os, subprocess, sys, textwrap
+import io, os, subprocess, sys, textwrap
 from pathlib import Path
 import numpy as np
 import pytest
@@ -179,3 +179,72 @@ def test_entry_point_subprocess(env):
                           capture_output=True, text=True, timeout=120, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert good.returncode == 0, good.stderr
     assert (d / 'sub' / 'face.png').exists()
+
+
+def test_never_overwrites_an_input(env, capsys, tmp_path):
+    "`-o` pointing at the input folder: refused (exit 2, one line), even with --overwrite; the inputs stay as they were."
+    d, _ = env
+    src = tmp_path / 'in'
+    src.mkdir()
+    (src / 'face.png').write_bytes((d / 'face.png').read_bytes())
+    (src / 'other.png').write_bytes((d / 'face.png').read_bytes())
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    for extra in ([], ['--overwrite']):
+        rc, out, err = run(['-i', src, '-o', src, '--model', d / 'bundle', '--mask', d / 'mask.png'] + extra, capsys)
+        assert_one_line_error(rc, err, f"{src / 'face.png'}: would overwrite the input {src / 'face.png'}",
+                              'choose another output folder (-o)')
+        assert {p.name: p.read_bytes() for p in src.iterdir()} == before and out == ''
+    # a mask given as input is an input too: an output of the same name in -o is refused
+    (tmp_path / 'o').mkdir()
+    (tmp_path / 'o' / 'face_mask.png').write_bytes((d / 'mask.png').read_bytes())
+    rc, out, err = run(['-i', d / 'face.png', '-o', tmp_path / 'o', '--model', d / 'bundle', '--mask',
+                        tmp_path / 'o' / 'face_mask.png', '--overwrite'], capsys)
+    assert_one_line_error(rc, err, f"{tmp_path / 'o' / 'face_mask.png'}: would overwrite the input")
+    assert sorted(p.name for p in (tmp_path / 'o').iterdir()) == ['face_mask.png']
+
+
+def test_existing_outputs_need_overwrite(env, capsys, tmp_path):
+    d, _ = env
+    o = tmp_path / 'out'
+    args = ['-i', d / 'face.png', '-o', o, '--model', d / 'bundle', '--mask', d / 'mask.png', '--samples', '2']
+    rc, out, err = run(args, capsys)
+    assert rc == 0, err
+    before = {p: p.read_bytes() for p in o.rglob('*') if p.is_file()}
+    rc, out, err = run(args + ['--seed', '9'], capsys)
+    assert_one_line_error(rc, err, f"{o / 'face.png'}: exists (and 7 more outputs); pass --overwrite to replace")
+    assert {p: p.read_bytes() for p in o.rglob('*') if p.is_file()} == before         # nothing written
+    # one existing file among new ones is enough to refuse
+    for p in before:
+        if p.name != 'face_samples.png': p.unlink()
+    rc, out, err = run(args + ['--seed', '9'], capsys)
+    assert_one_line_error(rc, err, f"{o / 'face_samples.png'}: exists; pass --overwrite")
+    rc, out, err = run(args + ['--seed', '9', '--overwrite'], capsys)
+    assert rc == 0, err
+    assert (o / 'face_samples.png').read_bytes() != before[o / 'face_samples.png']     # replaced: other samples
+
+
+def test_help_quiet_and_progress(env, capsys, monkeypatch):
+    d, _ = env
+    assert main_upscale(['--help']) == 0
+    h = capsys.readouterr().out
+    for opt in ('--faces', '--overwrite', '--quiet', '-s/--scale'): assert opt in h, opt
+    rc, out, err = run(['-i', d / 'folder', '-o', d / 'out_quiet', '--model', d / 'bundle', '--mask', d / 'mask.png',
+                        '--quiet'], capsys)
+    assert rc == 0 and out == '' and err == ''
+    # not a terminal (as here): no progress bar; on a terminal: a bar on stderr over the 2 images
+    class TTY(io.StringIO):
+        def isatty(self): return True
+    tty = TTY()
+    monkeypatch.setattr(sys, 'stderr', tty)
+    rc = main_upscale([str(a) for a in ['-i', d / 'folder', '-o', d / 'out_tty', '--model', d / 'bundle', '--mask',
+                                        d / 'mask.png']])
+    monkeypatch.undo()
+    assert rc == 0 and 'upscale:' in tty.getvalue() and '/2 [' in tty.getvalue()
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+def test_version(capsys):
+    from deepsee import __version__
+    from deepsee.cli import main
+    assert main(['--version']) == 0
+    assert capsys.readouterr().out == f'deepsee {__version__}\n'

@@ -161,17 +161,119 @@ def test_upscale_faces_cli_reproducible(photos, tiny, tmp_path):
 def test_guide_and_default_factor(photos, tiny):
     img = photos['astronaut']
     plain = upscale_faces(tiny, img)
-    # default factor: HR size / the face's crop side (128 / ~180 px -> 1), within 1..the model's factor
+    # default factor: the model's (8x for 16 -> 128)
+    assert plain.factor == 8 and plain.photos[0].shape == (8 * 512, 8 * 512, 3)
+    plain = upscale_faces(tiny, img, factor=1)
     assert plain.factor == 1 and plain.photos[0].shape == img.shape
-    guided = upscale_faces(tiny, img, guide=photos['hopper'])
+    guided = upscale_faces(tiny, img, factor=1, guide=photos['hopper'])
     assert not np.array_equal(plain.sr[0], guided.sr[0])
     with pytest.raises(DeepSEEError, match=r'guide: no face found'):
         upscale_faces(tiny, img, guide=photos['coffee'])
     with pytest.raises(DeepSEEError, match='no segmenter'):
         upscale_faces(tiny, img, mask='segmenter')
+    # mask 'auto': a bundle's segmenter, unless the bundle saw procedural faces only (then the parse of the photo)
+    torch.manual_seed(0)
+    seg = DeepSEE(preset('tiny'), segmenter=True).eval()
+    assert upscale_faces(seg, img, factor=1).mask_mode == 'segmenter'
+    seg.meta['data'] = 'synthetic:2000 (procedural faces, synthetic)'
+    assert upscale_faces(seg, img, factor=1).mask_mode == 'parse'
+    assert upscale_faces(seg, img, factor=1, mask='segmenter').mask_mode == 'segmenter'
     # --consistent: every SR face downsamples back to its LR crop (within the projection's tolerance)
     from deepsee.core import downsample
-    res = upscale_faces(tiny, img, consistent=True)
+    res = upscale_faces(tiny, img, factor=1, consistent=True)
     sr = torch.from_numpy(res.sr[0]).permute(0, 3, 1, 2).float() / 127.5 - 1
     lr = torch.from_numpy(res.lr).permute(0, 3, 1, 2).float()
     assert ((downsample(sr, 8) + 1) * 127.5 - lr).abs().max() < 3
+
+
+def _cli(args, capsys):
+    from deepsee.cli import main as cli_main
+    rc = cli_main(['upscale', '--faces'] + [str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+def test_upscale_faces_whole_photo(photos, tiny, tmp_path, capsys):
+    "Through `deepsee upscale --faces`: the model's factor, the face pasted, every pixel away from it the plain resize."
+    mdir = tiny.save(tmp_path / 'model')
+    Image.fromarray(photos['astronaut']).save(tmp_path / 'astronaut.png')
+    rc, out, err = _cli(['-i', tmp_path / 'astronaut.png', '-o', tmp_path / 'out', '--model', mdir], capsys)
+    assert rc == 0, err
+    assert 'photo upscaled 8x' in out and f"{tmp_path / 'out' / 'astronaut_faces.png'}" in out
+    res = np.asarray(Image.open(tmp_path / 'out' / 'astronaut_faces.png'))
+    assert res.shape == (8 * 512, 8 * 512, 3)                                   # factor x input size
+    plain = np.asarray(Image.fromarray(photos['astronaut']).resize((4096, 4096), Image.BICUBIC))
+    (f,) = detect_faces(photos['astronaut'], 'celeba', 128)
+    x0, y0, x1, y1 = (8 * v for v in f.box)
+    m = 0.5 * (x1 - x0)                                                         # half a face box away
+    far = np.ones(res.shape[:2], bool); far[int(y0 - m):int(y1 + m), int(x0 - m):int(x1 + m)] = False
+    assert far.mean() > 0.8 and (res[far] == plain[far]).all()                  # the rest of the photo: untouched
+    box = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
+    assert (res[box] != plain[box]).any(-1).mean() > 0.3                        # the face was pasted
+    changed = (res != plain).any(-1)
+    ys, xs = np.nonzero(changed)
+    assert xs.min() > x0 - m and xs.max() < x1 + m and ys.min() > y0 - m and ys.max() < y1 + m
+    # a soft mask: the parse's face regions, feathered; exactly the plain resize wherever its weight is 0
+    alpha, (wx0, wy0, wx1, wy1) = paste_mask(res.shape, f, parse_face(photos['astronaut'], f, size=128))
+    full = np.zeros(res.shape[:2], np.float32); full[wy0:wy1, wx0:wx1] = alpha
+    assert (res[full == 0] == plain[full == 0]).all() and not changed[full == 0].any()
+    assert ((full > 0.05) & (full < 0.95)).sum() > 0.1 * (full > 0).sum()        # feathered, not a hard edge
+    info = json.loads((tmp_path / 'out' / 'astronaut_faces.json').read_text())
+    assert info['factor'] == 8 and len(info['faces']) == 1
+    # -s/--scale chooses another factor
+    rc, out, err = _cli(['-i', tmp_path / 'astronaut.png', '-o', tmp_path / 'out2', '--model', mdir, '-s', '2'], capsys)
+    assert rc == 0, err
+    assert Image.open(tmp_path / 'out2' / 'astronaut_faces.png').size == (1024, 1024)
+    rc, out, err = _cli(['-i', tmp_path / 'astronaut.png', '-o', tmp_path / 'out3', '--model', mdir, '-s', '0'], capsys)
+    assert rc == 2 and err.strip() == 'deepsee upscale: error: -s/--scale 0: must be positive'
+
+def test_upscale_faces_folder(photos, tiny, tmp_path, capsys):
+    "Every image of a folder: two photos with faces give two outputs; a photo without one is a note and skipped."
+    mdir = tiny.save(tmp_path / 'model')
+    src = tmp_path / 'photos'; src.mkdir()
+    Image.fromarray(photos['astronaut']).save(src / 'astronaut.png')
+    Image.fromarray(photos['hopper']).save(src / 'hopper.jpg', quality=95)
+    Image.fromarray(photos['coffee']).save(src / 'coffee.jpg')
+    (src / 'notes.txt').write_text('not an image')
+    rc, out, err = _cli(['-i', src, '-o', tmp_path / 'out', '--model', mdir, '-s', '1'], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / 'out').glob('*.png')) == ['astronaut_faces.png', 'hopper_faces.png']
+    assert Image.open(tmp_path / 'out' / 'hopper_faces.png').size == photos['hopper'].shape[1::-1]
+    assert err.strip() == f"deepsee upscale: note: {src / 'coffee.jpg'}: no face found (dlib finds frontal faces of " \
+                          f"about 40 px and more); skipped"
+    assert len(out.strip().splitlines()) == 3 and '2 photo(s) written' in out
+    # a folder without any usable face is an error
+    empty = tmp_path / 'nofaces'; empty.mkdir()
+    Image.fromarray(photos['coffee']).save(empty / 'coffee.png')
+    rc, out, err = _cli(['-i', empty, '-o', tmp_path / 'o2', '--model', mdir, '-s', '1'], capsys)
+    assert rc == 2 and err.strip().splitlines()[-1] == f"deepsee upscale: error: {empty}: none of its 1 photos has a usable face"
+
+def test_upscale_faces_never_overwrites(photos, tiny, tmp_path, capsys):
+    mdir = tiny.save(tmp_path / 'model')
+    src = tmp_path / 'photos'; src.mkdir()
+    Image.fromarray(photos['astronaut']).save(src / 'astronaut.png')
+    args = ['-i', src / 'astronaut.png', '--model', mdir, '-s', '1', '--quiet']
+    rc, out, err = _cli(args + ['-o', tmp_path / 'out'], capsys)
+    assert rc == 0 and out == '', err
+    before = (tmp_path / 'out' / 'astronaut_faces.png').read_bytes()
+    rc, out, err = _cli(args + ['-o', tmp_path / 'out', '--seed', '5'], capsys)
+    assert rc == 2 and err.strip() == (f"deepsee upscale: error: {tmp_path / 'out' / 'astronaut_faces.png'}: exists "
+                                       "(and 1 more outputs); pass --overwrite to replace, or choose another output folder (-o)")
+    assert (tmp_path / 'out' / 'astronaut_faces.png').read_bytes() == before
+    rc, out, err = _cli(args + ['-o', tmp_path / 'out', '--overwrite'], capsys)
+    assert rc == 0, err
+    # an output that is an input: refused even with --overwrite (here a photo named like an output, in -o)
+    Image.fromarray(photos['hopper']).save(src / 'astronaut_faces.png')
+    before = (src / 'astronaut_faces.png').read_bytes()
+    rc, out, err = _cli(['-i', src, '-o', src, '--model', mdir, '-s', '1', '--overwrite'], capsys)
+    assert rc == 2 and err.strip() == (f"deepsee upscale: error: {src / 'astronaut_faces.png'}: would overwrite the input "
+                                       f"{src / 'astronaut_faces.png'}; choose another output folder (-o)")
+    assert (src / 'astronaut_faces.png').read_bytes() == before and sorted(p.name for p in src.iterdir()) == [
+        'astronaut.png', 'astronaut_faces.png']
+
+def test_upscale_help_lists_faces(capsys):
+    from deepsee.faces import main_upscale          # the `deepsee upscale` command: face crops, or photos with --faces
+    assert main_upscale(['--help']) == 0
+    assert '--faces' in capsys.readouterr().out
+    assert main_upscale(['--faces', '--help']) == 0
+    h = capsys.readouterr().out
+    assert 'usage: deepsee upscale --faces' in h and '-s F, --scale F, --factor F' in h and '--overwrite' in h

@@ -1,0 +1,66 @@
+"""The package's import graph: no cycles (imports inside functions count too), and the layers of the design:
+core <- networks (architecture, fast, segmentation) <- model <- research <- explore <- widgets / CLI, and
+data <- training. The network code imports nothing from data, training or the user interfaces."""
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / 'deepsee'
+NETWORKS = {'architecture', 'fast', 'fast.lookup', 'fast.kernel', 'segmentation'}
+NOT_FROM_NETWORKS = {'data', 'training', 'seg_training', 'explore', 'widgets', 'cli', 'faces', 'evaluation', 'metrics',
+                     'reproduce', 'export', 'model', 'research'}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PKG).with_suffix('')
+    parts = [p for p in rel.parts if p != '__init__']
+    return '.'.join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    "deepsee modules imported anywhere in `path` (relative and absolute, at module level or in functions)."
+    name, out = module_name(path), set()
+    package = name.split('.')[:-1] if path.name != '__init__.py' else name.split('.')
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+                target = '.'.join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.startswith('deepsee'): target = node.module.removeprefix('deepsee').lstrip('.')
+            else: continue
+            mods = [target] if node.module else [f'{target}.{a.name}'.lstrip('.') for a in node.names]
+            out.update(m for m in mods if m)
+        elif isinstance(node, ast.Import):
+            out.update(a.name.removeprefix('deepsee.') for a in node.names if a.name.startswith('deepsee.'))
+    known = {module_name(p) for p in PKG.rglob('*.py')}
+    return {m for m in out if m in known and m != name}
+
+
+def graph() -> dict[str, set[str]]:
+    return {module_name(p): imports_of(p) for p in PKG.rglob('*.py') if p.name != '_modidx.py'}
+
+
+def test_graph_sees_relative_and_function_imports():
+    g = graph()
+    assert 'core' in g['architecture'] and 'architecture' in g['fast.lookup'] and 'fast' in g['model']
+    assert 'research' in g['explore']          # a lazy import inside load_model
+
+
+def test_no_import_cycle():
+    g, state, path = graph(), {}, []
+    def visit(m):
+        state[m] = 'open'; path.append(m)
+        for n in sorted(g.get(m, ())):
+            if state.get(n) == 'open': raise AssertionError('import cycle: ' + ' -> '.join(path[path.index(n):] + [n]))
+            if n not in state: visit(n)
+        state[m] = 'done'; path.pop()
+    for m in sorted(g):
+        if m not in state: visit(m)
+
+
+def test_layers():
+    g = graph()
+    for m in NETWORKS:
+        bad = g[m] & NOT_FROM_NETWORKS
+        assert not bad, f'network module {m} imports {sorted(bad)}'
+    assert not g['core'], f"core imports {sorted(g['core'])}"
+    assert 'training' not in g['data'] and 'explore' not in g['training'] and 'widgets' not in g['explore']
