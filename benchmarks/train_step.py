@@ -61,7 +61,7 @@ def run_one(name: str, batch: int, device: str, warmup: int, iters: int, vgg: bo
     if threads: torch.set_num_threads(threads)
     from deepsee.core import preset
     from deepsee.training import Trainer
-    from deepsee.architecture import VGG19Features
+    from deepsee.losses import VGG19Features
     cfg = preset(name)
     with tempfile.TemporaryDirectory() as d:
         tr = Trainer(cfg, f'synthetic:{max(batch, 2)}', d, max_steps=1000, no_vgg=True, batch_size=batch, device=device, grad_checkpointing=ckpt,

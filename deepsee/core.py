@@ -12,14 +12,18 @@ from typing import Any
 import numpy as np
 
 # %% auto #0
-__all__ = ['LABELS', 'N_LABELS', 'LABEL_INDEX', 'LR_PAIRS', 'FLIP_PERM', 'PALETTE', 'VARIANTS', 'PRESETS', 'DeepSEEError',
-           'atomic_write', 'label_index', 'validate_labels', 'flip_labels', 'colorize', 'palette_to_labels',
-           'downsample', 'upsample', 'EncoderConfig', 'GeneratorConfig', 'DiscriminatorConfig', 'SegmenterConfig',
-           'TrainConfig', 'DeepSEEConfig', 'preset', 'research_flavour', 'config_to_dict', 'config_from_dict']
+__all__ = ['LABELS', 'N_LABELS', 'LABEL_INDEX', 'LR_PAIRS', 'FLIP_PERM', 'REGION_GROUPS', 'PALETTE', 'VARIANTS', 'PRESETS',
+           'DeepSEEError', 'DeepSEEWarning', 'atomic_write', 'label_index', 'validate_labels', 'labels_of',
+           'flip_labels', 'colorize', 'palette_to_labels', 'downsample', 'upsample', 'EncoderConfig', 'GeneratorConfig',
+           'DiscriminatorConfig', 'SegmenterConfig', 'TrainConfig', 'DeepSEEConfig', 'preset', 'research_flavour',
+           'config_to_dict', 'config_from_dict']
 
 # %% ../nbs/00_core.ipynb #dae3dde9
 class DeepSEEError(ValueError):
     "A user-facing error: one line naming the input and what is wrong with it."
+
+class DeepSEEWarning(UserWarning):
+    "A note for the user (an input was converted, a model has random weights); never an error."
 
 # %% ../nbs/00_core.ipynb #6b9d9c21
 import os, tempfile
@@ -89,6 +93,20 @@ def validate_labels(labels, size: tuple[int, int] | None = None, name: str = 'ma
         bad = hi if hi >= N_LABELS else lo
         raise DeepSEEError(f"{name}: label value {bad} is outside 0..{N_LABELS-1}")
     return labels
+
+REGION_GROUPS: dict[str, tuple[int, ...]] = {'lips': (11, 12), 'eyes': (4, 5), 'brows': (6, 7), 'ears': (8, 9)}
+
+def labels_of(spec=None, symmetric: bool = False) -> list[int]:
+    "Sorted label indices of a spec: None (all), a name, index or group ('lips', 'eyes', 'brows', 'ears'), or a list."
+    if spec is None: out = set(range(N_LABELS))
+    else:
+        out = set()
+        for r in ([spec] if isinstance(spec, (str, int, np.integer)) else spec):
+            out.update(REGION_GROUPS[r] if isinstance(r, str) and r in REGION_GROUPS else (label_index(r),))
+    if symmetric:
+        for a, b in LR_PAIRS:
+            if a in out or b in out: out.update((a, b))
+    return sorted(out)
 
 def flip_labels(labels):
     "Horizontally flip a label map (numpy or torch, last axis = width) and swap the left/right labels."

@@ -135,7 +135,7 @@ def evaluate(models: dict | None = None, data_spec: str = 'synthetic:8', split: 
     vgg = None
     if isinstance(vgg_dist, torch.nn.Module): vgg = vgg_dist.to(device)
     elif vgg_dist:
-        from deepsee.architecture import VGG19Features
+        from deepsee.losses import VGG19Features
         vgg = VGG19Features(vgg_path).to(device)
     names = ['bicubic', *models]
     evs = {k: PairEvaluator(factor, lpips_net, fid=False, device=device) for k in names}

@@ -19,21 +19,18 @@ from safetensors import safe_open
 from tqdm import tqdm
 from safetensors.torch import save_file
 from .core import *
-from .model import DeepSEE
+from .model import DeepSEE, expand_batch
+from .edits import *
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'REGION_GROUPS', 'SESSION_FORMAT', 'SESSION_VERSION', 'DeepSEEWarning', 'default_model_path',
-           'random_model', 'resolve_device', 'load_model', 'load_image', 'to_uint8', 'to_image', 'grid', 'save_png',
-           'sheet', 'load_mask', 'save_mask', 'Result', 'as_generator', 'predict_mask', 'encode_style',
-           'semantic_cache', 'prepare', 'bf16_autocast', 'upscale', 'consistency_error', 'project_consistent',
-           'style_rows', 'symmetric', 'sample', 'default_batch_size', 'render', 'samples', 'walk', 'interpolate',
-           'transfer', 'relabel', 'paint', 'erase', 'dilate', 'erode', 'close_mouth', 'more_hair', 'add_glasses',
-           'restyle', 'Session', 'check_outputs', 'progress', 'say', 'main_upscale']
+__all__ = ['IMAGE_EXTS', 'SESSION_FORMAT', 'SESSION_VERSION', 'default_model_path', 'random_model', 'resolve_device',
+           'load_model', 'load_image', 'to_uint8', 'to_image', 'grid', 'save_png', 'sheet', 'load_mask', 'save_mask',
+           'Result', 'as_generator', 'predict_mask', 'encode_style', 'semantic_cache', 'prepare', 'bf16_autocast',
+           'upscale', 'consistency_error', 'project_consistent', 'style_rows', 'symmetric', 'sample',
+           'default_batch_size', 'render', 'samples', 'walk', 'interpolate', 'transfer', 'restyle', 'Session',
+           'check_outputs', 'progress', 'say', 'main_upscale']
 
 # %% ../nbs/06_explore.ipynb #112a5ee4
-class DeepSEEWarning(UserWarning):
-    "A note for the user (an input was converted, a model has random weights); never an error."
-
 def default_model_path() -> Path:
     "Directory of the bundled demo model: `deepsee/assets/demo/` inside the installed package."
     import deepsee
@@ -270,37 +267,8 @@ def as_generator(generator: torch.Generator | int | None, device='cpu') -> torch
     if generator is None or isinstance(generator, torch.Generator): return generator
     return torch.Generator(device=device).manual_seed(int(generator))
 
-def _check_lr(model: DeepSEE, lr, name: str = 'lr') -> torch.Tensor:
-    if isinstance(lr, np.ndarray): lr = torch.from_numpy(lr)
-    if not torch.is_tensor(lr): raise DeepSEEError(f"{name}: expected a tensor (B,3,h,w) in [-1,1], got {type(lr).__name__}")
-    if lr.ndim == 3: lr = lr[None]
-    s, c = model.cfg.lr_size, model.cfg
-    if lr.ndim != 4 or lr.shape[1] != 3: raise DeepSEEError(f"{name}: expected an image batch (B,3,{s},{s}), got shape {tuple(lr.shape)}")
-    if not lr.is_floating_point(): raise DeepSEEError(f"{name}: expected float values in [-1,1], got {lr.dtype} (use load_image)")
-    if tuple(lr.shape[-2:]) != (s, s):
-        raise DeepSEEError(f"{name}: LR input is {lr.shape[-1]}x{lr.shape[-2]}, this {c.factor}x model takes {s}x{s} "
-                           f"(load_image(..., downscale=True) shrinks a larger image)")
-    lo, hi = float(lr.min()), float(lr.max())
-    if lo < -1.5 or hi > 1.5:   # bicubic overshoot of an LR made from an HR image is fine; 0..255 data is not
-        raise DeepSEEError(f"{name}: values must lie in [-1,1], got {lo:.3g}..{hi:.3g} (load_image converts 0..255 images)")
-    return lr.to(model.device, torch.float32)
-
-def _check_mask(model: DeepSEE, mask, batch: int, name: str = 'mask') -> torch.Tensor:
-    if isinstance(mask, np.ndarray): mask = torch.from_numpy(mask)
-    if not torch.is_tensor(mask): raise DeepSEEError(f"{name}: expected an integer tensor (B,H,W), got {type(mask).__name__}")
-    if mask.ndim == 2: mask = mask[None]
-    s = model.cfg.hr_size
-    validate_labels(mask, (s, s), name)
-    if mask.shape[0] not in (1, batch): raise DeepSEEError(f"{name}: batch {mask.shape[0]} does not match the LR batch {batch}")
-    return mask.to(model.device, torch.int64)
-
-def _check_style(model: DeepSEE, style, name: str = 'style') -> torch.Tensor:
-    if not torch.is_tensor(style): raise DeepSEEError(f"{name}: expected a tensor (B,19,d), got {type(style).__name__}")
-    if style.ndim == 2: style = style[None]
-    want = (model.cfg.n_labels, model.cfg.encoder.style_dim)
-    if style.ndim != 3 or tuple(style.shape[1:]) != want:
-        raise DeepSEEError(f"{name}: style matrix has shape {tuple(style.shape)}, this model takes (B,{want[0]},{want[1]})")
-    return style.to(model.device, torch.float32)
+def _check_lr(model: DeepSEE, lr, name: str = 'lr') -> torch.Tensor: return model.check_lr(lr, name)
+def _check_mask(model: DeepSEE, mask, batch: int, name: str = 'mask') -> torch.Tensor: return model.check_mask(mask, batch, name)
 
 @torch.no_grad()
 def predict_mask(model: DeepSEE, lr: torch.Tensor) -> torch.Tensor:
@@ -322,38 +290,9 @@ def semantic_cache(model: DeepSEE, mask: torch.Tensor) -> list:
     "The generator's SPADE parameters for `mask`, to pass as `semantic=` to style-only edits of that mask."
     return model.generator.semantic_cache(_check_mask(model, mask, mask.shape[0] if mask.ndim == 3 else 1))
 
-@torch.no_grad()
 def prepare(model: DeepSEE, lr, mask=None, style=None, guide=None, guide_mask=None) -> tuple:
-    "(lr, mask, style) with the mask and style resolved as `upscale` does (segmenter; given, guide or LR style)."
-    lr = _check_lr(model, lr)
-    c, B = model.cfg, lr.shape[0]
-    if mask is None:
-        if c.semantics or c.style: mask = model.predict_mask(lr).long()
-    else: mask = _check_mask(model, mask, B)
-    if not c.style:
-        if style is not None or guide is not None: raise DeepSEEError(f"variant {c.variant!r} has no style input (style/guide given)")
-        return lr, mask, None
-    if style is not None: style = _check_style(model, style)
-    elif guide is not None:
-        guide = guide[None] if guide.ndim == 3 else guide
-        if tuple(guide.shape[-2:]) != (c.hr_size, c.hr_size):
-            raise DeepSEEError(f"guide: photo is {guide.shape[-1]}x{guide.shape[-2]}, the model's HR size is {c.hr_size}x{c.hr_size} "
-                               f"(load_image(path, {c.hr_size}, downscale=True))")
-        guide = guide.to(model.device, torch.float32)
-        if guide_mask is None:
-            if model.segmenter is None: raise DeepSEEError("guide: this model has no segmenter to label the guide photo; pass its mask")
-            guide_mask = model.predict_mask(downsample(guide, c.factor)).long()
-        else: guide_mask = _check_mask(model, guide_mask, guide.shape[0], 'guide mask')
-        style = model.encode_style(guide, guide_mask.expand(guide.shape[0], -1, -1), 'hr')
-    else:
-        if c.guided: warnings.warn("a guided model without a guide photo: the style comes from the LR image", DeepSEEWarning, stacklevel=3)
-        style = model.encode_style(lr, mask.expand(B, -1, -1), 'lr')
-    return lr, mask, style
-
-def _expand(t: torch.Tensor | None, n: int, what: str) -> torch.Tensor | None:
-    if t is None or t.shape[0] == n: return t
-    if t.shape[0] != 1: raise DeepSEEError(f"{what}: batch {t.shape[0]} does not match {n}")
-    return t.expand(n, *t.shape[1:])
+    "(lr, mask, style) checked and resolved by the model's one front door, `DeepSEE.inputs`."
+    return model.inputs(lr, mask, style, guide, guide_mask)
 
 def bf16_autocast(model: DeepSEE, bf16: bool = False):
     "bf16 autocast on the model's device when `bf16` (GPUs, and CPUs with AMX: several times faster convolutions)."
@@ -364,9 +303,7 @@ def upscale(model: DeepSEE, lr, mask=None, style=None, guide=None, guide_mask=No
             generator: torch.Generator | int | None = None, noise: bool = False, consistent: bool = False,
             semantic: list | None = None, bf16: bool = False) -> Result:
     "Super-resolve `lr` (B,3,h,w): mask from the segmenter unless given; style given, from `guide` (HR) or from `lr`."
-    lr, mask, style = prepare(model, lr, mask, style, guide, guide_mask)
-    n = max(lr.shape[0], mask.shape[0] if mask is not None else 1, style.shape[0] if style is not None else 1)
-    lr, mask, style = _expand(lr, n, 'lr'), _expand(mask, n, 'mask'), _expand(style, n, 'style')
+    lr, mask, style = expand_batch(*model.inputs(lr, mask, style, guide, guide_mask))
     g = as_generator(generator, 'cpu') if noise else None
     with bf16_autocast(model, bf16): sr = model.generator(lr, mask, style, noise=noise, generator=g, semantic=semantic).float()
     if consistent: sr = project_consistent(sr, lr, model.cfg.factor)
@@ -418,19 +355,9 @@ def project_consistent(sr: torch.Tensor, lr: torch.Tensor, factor: int, tol: flo
     return x.to(sr.device, sr.dtype)
 
 # %% ../nbs/06_explore.ipynb #8b20a52f
-REGION_GROUPS: dict[str, tuple[int, ...]] = {'lips': (11, 12), 'eyes': (4, 5), 'brows': (6, 7), 'ears': (8, 9)}
-
 def style_rows(rows=None, symmetric: bool = False) -> list[int]:
     "Sorted row indices of a row spec: None (all), a name, index or group ('lips', 'eyes', 'brows', 'ears'), or a list."
-    if rows is None: out = set(range(N_LABELS))
-    else:
-        out = set()
-        for r in ([rows] if isinstance(rows, (str, int, np.integer)) else rows):
-            out.update(REGION_GROUPS[r] if isinstance(r, str) and r in REGION_GROUPS else (label_index(r),))
-    if symmetric:
-        for a, b in LR_PAIRS:
-            if a in out or b in out: out.update((a, b))
-    return sorted(out)
+    return labels_of(rows, symmetric)
 
 def symmetric(style: torch.Tensor) -> torch.Tensor:
     "Style with each left/right pair's rows equal: their mean, or the present row when the other region is absent (zero)."
@@ -483,7 +410,7 @@ def render(model: DeepSEE, lr, mask, styles: torch.Tensor, batch_size: int | Non
     "Images (n,3,H,W) of one LR image and mask under `n` style matrices, in batches, reusing the semantic branch."
     lr, mask = _check_lr(model, lr), _check_mask(model, mask, 1)
     if lr.shape[0] != 1 or mask.shape[0] != 1: raise DeepSEEError("render: expects one LR image and one mask (batch 1)")
-    styles = _check_style(model, styles, 'styles')
+    styles = model.check_style(styles, 'styles')
     batch_size = default_batch_size(model, bf16, noise) if batch_size is None else int(batch_size)
     if batch_size < 1: raise DeepSEEError(f"render: batch_size must be >= 1, got {batch_size}")
     if semantic is None: semantic = model.generator.semantic_cache(mask)
@@ -549,150 +476,11 @@ def transfer(style: torch.Tensor, reference, rows=None, symmetric: bool = False)
     return _symmetrize(out) if symmetric else out
 
 # %% ../nbs/06_explore.ipynb #950f1d1f
-def _mask_in(mask):
-    "(B,H,W) int64 torch view of a mask and a function that converts a result back to the input's type and shape."
-    is_np = isinstance(mask, np.ndarray)
-    t = torch.from_numpy(np.asarray(mask)) if is_np else mask
-    if not torch.is_tensor(t) or t.is_floating_point(): raise DeepSEEError("mask: expected an integer label map (H,W) or (B,H,W)")
-    validate_labels(t)
-    nd, dtype = t.ndim, t.dtype
-    t3 = (t[None] if nd == 2 else t).long()
-    def back(x):
-        x = (x[0] if nd == 2 else x).to(dtype)
-        return x.numpy() if is_np else x
-    return t3, back
-
-def _bool_in(stroke, like: torch.Tensor, name: str = 'stroke') -> torch.Tensor:
-    s = torch.from_numpy(np.asarray(stroke)) if isinstance(stroke, np.ndarray) else stroke
-    s = s.to(like.device).bool()
-    if s.ndim == 2: s = s[None]
-    if s.shape[-2:] != like.shape[-2:]: raise DeepSEEError(f"{name}: shape {tuple(s.shape)} does not match the mask {tuple(like.shape)}")
-    return s.expand_as(like)
-
-def _labels(spec) -> list[int]:
-    return style_rows(spec)
-
-def _grow(region: torch.Tensor, px: int) -> torch.Tensor:
-    "Binary dilation by `px` pixels with an octagon (alternating 3x3 square and cross), close to a disk."
-    x = region[:, None].float()
-    for i in range(int(px)):
-        if i % 2 == 0: x = F.max_pool2d(x, 3, 1, 1)
-        else: x = torch.maximum(F.max_pool2d(x, (3, 1), 1, (1, 0)), F.max_pool2d(x, (1, 3), 1, (0, 1)))
-    return x[:, 0] > 0
-
-def _nearest_fill(m: torch.Tensor, todo: torch.Tensor, exclude=()) -> torch.Tensor:
-    "Labels for the `todo` pixels from the nearest other pixels (ring by ring, majority vote), not using `exclude` labels."
-    out = m.clone()
-    known = ~todo
-    for k in exclude: known &= m != k
-    votes = F.one_hot(m, N_LABELS).permute(0, 3, 1, 2).float() * known[:, None]
-    kernel = torch.ones(N_LABELS, 1, 3, 3, device=m.device)
-    left = todo.clone()
-    while left.any():
-        cnt = F.conv2d(votes, kernel, padding=1, groups=N_LABELS)
-        new = left & (cnt.sum(1) > 0)
-        if not new.any():                      # nothing known to grow from: background
-            out[left] = 0; break
-        lab = cnt.argmax(1)
-        out[new] = lab[new]
-        votes += F.one_hot(lab, N_LABELS).permute(0, 3, 1, 2).float() * new[:, None]
-        left &= ~new
-    return out
-
-def relabel(mask, src, dst, where=None):
-    "Pixels labelled `src` (inside `where`) become `dst`; a pair `dst` (or 'lips') splits each column: upper half, lower half."
-    m, back = _mask_in(mask)
-    sel = torch.isin(m, torch.tensor(_labels(src), device=m.device))
-    if where is not None: sel &= _bool_in(where, m, 'where')
-    out = m.clone()
-    pair = REGION_GROUPS.get(dst) if isinstance(dst, str) else (tuple(dst) if isinstance(dst, (tuple, list)) else None)
-    if pair is None:
-        out[sel] = label_index(dst)
-        return back(out)
-    if len(pair) != 2: raise DeepSEEError(f"relabel: a split needs two labels (upper, lower), got {dst!r}")
-    up_l, lo_l = label_index(pair[0]), label_index(pair[1])
-    rank = sel.long().cumsum(1)                                   # 1-based rank of each selected pixel in its column
-    count = sel.long().sum(1, keepdim=True)
-    upper = 2 * rank <= count
-    out[sel & upper], out[sel & ~upper] = up_l, lo_l
-    return back(out)
-
-def paint(mask, stroke, label):
-    "Set `label` inside the boolean `stroke`."
-    m, back = _mask_in(mask)
-    out = m.clone()
-    out[_bool_in(stroke, m)] = label_index(label)
-    return back(out)
-
-def erase(mask, stroke, fill='nearest'):
-    "Remove what is inside `stroke`: a fixed `fill` label, or 'nearest' (the surrounding labels grown inwards)."
-    m, back = _mask_in(mask)
-    s = _bool_in(stroke, m)
-    if fill == 'nearest': return back(_nearest_fill(m, s))
-    out = m.clone(); out[s] = label_index(fill)
-    return back(out)
-
-def dilate(mask, label, px: int, over=None):
-    "Grow region `label` by `px` pixels, overwriting only labels in `over` (default: any other label)."
-    m, back = _mask_in(mask)
-    k = label_index(label)
-    grow = _grow(m == k, px) & (m != k)
-    if over is not None: grow &= torch.isin(m, torch.tensor(_labels(over), device=m.device))
-    out = m.clone(); out[grow] = k
-    return back(out)
-
-def erode(mask, label, px: int):
-    "Shrink region `label` by `px` pixels; the freed rim takes the nearest surrounding labels."
-    m, back = _mask_in(mask)
-    k = label_index(label)
-    region = m == k
-    rim = region & _grow(~region, px)
-    return back(_nearest_fill(m, rim, exclude=(k,)))
-
-def close_mouth(mask):
-    "The paper's closed mouth: the inner mouth becomes lips (upper half u_lip, lower half l_lip, per column)."
-    return relabel(mask, 'mouth', 'lips')
-
-def more_hair(mask, px: int | None = None, over=('background',)):
-    "Fuller hair: grow the hair region by `px` pixels (default HR/32) into `over` (default: the background)."
-    m, back = _mask_in(mask)
-    if not (m == LABEL_INDEX['hair']).any(): raise DeepSEEError("mask: there is no hair region to grow (paint some first)")
-    return back(dilate(m, 'hair', px or max(1, m.shape[-1] // 32), over))
-
-def add_glasses(mask, size: float = 1.0, lens: bool = True):
-    "Glasses: eye_g lenses (or only frames) around both eyes plus a bridge, under eyes and brows, over skin/nose/background."
-    m, back = _mask_in(mask)
-    out = m.clone()
-    B, H, W = m.shape
-    ys, xs = torch.meshgrid(torch.arange(H, device=m.device, dtype=torch.float32),
-                            torch.arange(W, device=m.device, dtype=torch.float32), indexing='ij')
-    t = max(1.0, H / 96)                                               # frame thickness
-    for b in range(B):
-        lenses, boxes = torch.zeros(H, W, dtype=torch.bool, device=m.device), []
-        for k in (4, 5):
-            yy, xx = torch.nonzero(m[b] == k, as_tuple=True)
-            if len(yy) == 0: continue
-            cy, cx = yy.float().mean(), xx.float().mean()
-            rx = max(float(xx.max() - xx.min() + 1) / 2, 1.0); ry = max(float(yy.max() - yy.min() + 1) / 2, 1.0)
-            a = max(rx * 1.7, H / 40) * size; bb = max(ry * 2.4, a * 0.75)
-            r = ((xs - cx) / a) ** 2 + ((ys - cy) / bb) ** 2
-            ring = (r <= 1) & (((xs - cx) / max(a - t, 0.5)) ** 2 + ((ys - cy) / max(bb - t, 0.5)) ** 2 >= 1)
-            lenses |= (r <= 1) if lens else ring
-            boxes.append((float(cy), float(cx), a, bb))
-        if not boxes: raise DeepSEEError("mask: no eyes (l_eye/r_eye) to put glasses around")
-        if len(boxes) == 2:                                            # the bridge between the lenses
-            (cy0, cx0, a0, b0), (cy1, cx1, a1, b1) = sorted(boxes, key=lambda q: q[1])
-            yb = (cy0 + cy1) / 2 - 0.3 * (b0 + b1) / 2
-            lenses |= (xs >= cx0 + a0 * 0.9) & (xs <= cx1 - a1 * 0.9) & ((ys - yb).abs() <= t / 2 + 0.25)
-        sel = lenses & torch.isin(m[b], torch.tensor([0, 1, 2], device=m.device))
-        out[b][sel] = LABEL_INDEX['eye_g']
-    return back(out)
-
 @torch.no_grad()
 def restyle(model: DeepSEE, lr, style: torch.Tensor, mask, old_mask=None) -> torch.Tensor:
     "Fill the style rows of regions `mask` has and the old one lacked (old: `old_mask`, else the zero rows) from the LR image."
     new = encode_style(model, lr, mask)
-    style = _check_style(model, style).expand(new.shape[0], -1, -1)
+    style = model.check_style(style).expand(new.shape[0], -1, -1)
     m = _check_mask(model, mask, new.shape[0]).expand(new.shape[0], -1, -1)
     present = F.one_hot(m.flatten(1), N_LABELS).amax(1).bool()          # (B,19)
     if old_mask is not None:

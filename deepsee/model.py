@@ -6,7 +6,8 @@ Docs: https://deepsee.github.io/deepsee/model.html.md"""
 
 # %% ../nbs/02b_model.ipynb #3c3959c4
 from __future__ import annotations
-import json
+import json, warnings
+import numpy as np
 from pathlib import Path
 import torch
 import torch.nn as nn
@@ -48,16 +49,75 @@ class DeepSEE(nn.Module):
         if self.style_encoder is None: raise DeepSEEError(f"variant {self.cfg.variant!r} has no style encoder")
         return self.style_encoder(image, labels, source)
 
+    @torch.no_grad()
+    def inputs(self, lr, mask=None, style=None, guide=None, guide_mask=None) -> tuple:
+        """(lr, mask, style) checked and resolved, the one place that decides where they come from: the mask from
+        the segmenter unless given; the style given, encoded from an HR `guide` photo, or from `lr`."""
+        lr = self.check_lr(lr)
+        c, B = self.cfg, lr.shape[0]
+        if mask is None:
+            if c.semantics or c.style: mask = self.predict_mask(lr).long()
+        else: mask = self.check_mask(mask, B)
+        if not c.style:
+            if style is not None or guide is not None:
+                raise DeepSEEError(f"variant {c.variant!r} has no style input (style/guide given)")
+            return lr, mask, None
+        if style is not None: return lr, mask, self.check_style(style)
+        if guide is not None: return lr, mask, self._guide_style(guide, guide_mask)
+        if c.guided: warnings.warn("a guided model without a guide photo: the style comes from the LR image", DeepSEEWarning, stacklevel=3)
+        return lr, mask, self.encode_style(lr, mask.expand(B, -1, -1), 'lr')
+
+    def _guide_style(self, guide, guide_mask=None) -> torch.Tensor:
+        "The style of an HR guide photo (B,3,H,W) under its mask (predicted from its downscaled image unless given)."
+        c = self.cfg
+        guide = guide[None] if guide.ndim == 3 else guide
+        if tuple(guide.shape[-2:]) != (c.hr_size, c.hr_size):
+            raise DeepSEEError(f"guide: photo is {guide.shape[-1]}x{guide.shape[-2]}, the model's HR size is {c.hr_size}x{c.hr_size} "
+                               f"(load_image(path, {c.hr_size}, downscale=True))")
+        guide = guide.to(self.device, torch.float32)
+        if guide_mask is None:
+            if self.segmenter is None: raise DeepSEEError("guide: this model has no segmenter to label the guide photo; pass its mask")
+            guide_mask = self.predict_mask(downsample(guide, c.factor)).long()
+        else: guide_mask = self.check_mask(guide_mask, guide.shape[0], 'guide mask')
+        return self.encode_style(guide, guide_mask.expand(guide.shape[0], -1, -1), 'hr')
+
+    def check_lr(self, lr, name: str = 'lr') -> torch.Tensor:
+        "An LR batch (B,3,h,w) in [-1,1] at the model's LR size, on its device (one clear line otherwise)."
+        if isinstance(lr, np.ndarray): lr = torch.from_numpy(lr)
+        if not torch.is_tensor(lr): raise DeepSEEError(f"{name}: expected a tensor (B,3,h,w) in [-1,1], got {type(lr).__name__}")
+        if lr.ndim == 3: lr = lr[None]
+        s, c = self.cfg.lr_size, self.cfg
+        if lr.ndim != 4 or lr.shape[1] != 3: raise DeepSEEError(f"{name}: expected an image batch (B,3,{s},{s}), got shape {tuple(lr.shape)}")
+        if not lr.is_floating_point(): raise DeepSEEError(f"{name}: expected float values in [-1,1], got {lr.dtype} (use load_image)")
+        if tuple(lr.shape[-2:]) != (s, s):
+            raise DeepSEEError(f"{name}: LR input is {lr.shape[-1]}x{lr.shape[-2]}, this {c.factor}x model takes {s}x{s} "
+                               f"(load_image(..., downscale=True) shrinks a larger image)")
+        lo, hi = float(lr.min()), float(lr.max())
+        if lo < -1.5 or hi > 1.5:   # bicubic overshoot of an LR made from an HR image is fine; 0..255 data is not
+            raise DeepSEEError(f"{name}: values must lie in [-1,1], got {lo:.3g}..{hi:.3g} (load_image converts 0..255 images)")
+        return lr.to(self.device, torch.float32)
+
+    def check_mask(self, mask, batch: int, name: str = 'mask') -> torch.Tensor:
+        "A label map (1 or `batch`,H,W) at the model's HR size, as int64 on its device."
+        if isinstance(mask, np.ndarray): mask = torch.from_numpy(mask)
+        if not torch.is_tensor(mask): raise DeepSEEError(f"{name}: expected an integer tensor (B,H,W), got {type(mask).__name__}")
+        if mask.ndim == 2: mask = mask[None]
+        validate_labels(mask, (self.cfg.hr_size,) * 2, name)
+        if mask.shape[0] not in (1, batch): raise DeepSEEError(f"{name}: batch {mask.shape[0]} does not match the LR batch {batch}")
+        return mask.to(self.device, torch.int64)
+
+    def check_style(self, style, name: str = 'style') -> torch.Tensor:
+        "A style matrix (B,19,d) of the model's width, float32 on its device."
+        if not torch.is_tensor(style): raise DeepSEEError(f"{name}: expected a tensor (B,19,d), got {type(style).__name__}")
+        if style.ndim == 2: style = style[None]
+        want = (self.cfg.n_labels, self.cfg.encoder.style_dim)
+        if style.ndim != 3 or tuple(style.shape[1:]) != want:
+            raise DeepSEEError(f"{name}: style matrix has shape {tuple(style.shape)}, this model takes (B,{want[0]},{want[1]})")
+        return style.to(self.device, torch.float32)
+
     def upscale(self, lr, mask=None, style=None, guide=None, guide_mask=None, noise: bool = False, generator=None):
-        "Super-resolve `lr`: mask from the segmenter unless given; style given, from `guide` (HR), or from `lr`."
-        if mask is None and (self.cfg.semantics or self.cfg.style): mask = self.predict_mask(lr)
-        if self.cfg.style and style is None:
-            if guide is not None:
-                if guide_mask is None:
-                    guide_mask = self.predict_mask(downsample(guide, self.cfg.factor))
-                style = self.encode_style(guide, guide_mask, 'hr')
-            else:
-                style = self.encode_style(lr, mask, 'lr')
+        "Super-resolve `lr` with the mask and style `inputs` resolves (one mask or style may serve the whole batch)."
+        lr, mask, style = expand_batch(*self.inputs(lr, mask, style, guide, guide_mask))
         return self.generator(lr, mask, style, noise=noise, generator=generator)
 
     def save(self, path) -> Path:
@@ -87,6 +147,15 @@ class DeepSEE(nn.Module):
         load_state_checked(model, sd, str(wf))
         return model.to(device).eval()
 
+def expand_batch(lr, mask, style) -> tuple:
+    "(lr, mask, style) with a batch of one of any of them expanded (a view) to the largest batch."
+    n = max(t.shape[0] for t in (lr, mask, style) if t is not None)
+    def grow(t, what):
+        if t is None or t.shape[0] == n: return t
+        if t.shape[0] != 1: raise DeepSEEError(f"{what}: batch {t.shape[0]} does not match {n}")
+        return t.expand(n, *t.shape[1:])
+    return grow(lr, 'lr'), grow(mask, 'mask'), grow(style, 'style')
+
 def load_state_checked(model: nn.Module, sd: dict, where: str) -> None:
     "load_state_dict that reports the first missing/unexpected key or shape mismatch in one line."
     own = model.state_dict()
@@ -114,4 +183,4 @@ def param_counts(cfg: DeepSEEConfig) -> dict:
     return out
 
 # %% auto #0
-__all__ = ['BUNDLE_FORMAT', 'DeepSEE', 'load_state_checked', 'param_counts']
+__all__ = ['BUNDLE_FORMAT', 'DeepSEE', 'expand_batch', 'load_state_checked', 'param_counts']

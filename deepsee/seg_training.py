@@ -16,7 +16,7 @@ from .core import (DeepSEEConfig, DeepSEEError, N_LABELS, atomic_write, config_t
                           flip_labels, preset)
 from .segmentation import (Segmenter, class_weights, confusion_matrix, label_counts, segmentation_scores,
                                   save_segmenter, load_segmenter)
-from .training import CheckpointManager, JsonlLogger, init_distributed, cleanup_distributed, rng_state, set_rng_state
+from .runs import CheckpointManager, JsonlLogger, init_distributed, cleanup_distributed, rng_state, set_rng_state
 from . import data as _data
 
 # %% auto #0

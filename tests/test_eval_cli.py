@@ -58,7 +58,7 @@ def test_cli_eval_errors_are_one_line(tmp_path):
 
 
 def test_real_vgg_distance_orders_blur():
-    from deepsee.architecture import VGG19Features
+    from deepsee.losses import VGG19Features
     from deepsee.data import make_dataset
     ds = make_dataset('synthetic:3', 128, 8, 'test')
     hr = torch.stack([ds[i]['hr'] for i in range(3)])
