@@ -14,479 +14,18 @@ from PIL import Image
 import torch
 from .core import (DeepSEEError, LABELS, N_LABELS, LABEL_INDEX, PALETTE, validate_labels, flip_labels,
                           palette_to_labels, colorize, downsample, atomic_write)
+from .procedural import procedural_face, face_params, face_identity, face_grid, HAIR_STYLES
+from .imageio import (IMAGE_EXTS, MASK_MODES, decode, header, label_image, read_labels, read_rgb, to_tensor,
+                             to_uint8, write_image, write_text)
 
 # %% auto #0
-__all__ = ['HAIR_STYLES', 'SPLITS', 'IMAGE_EXTS', 'MASK_MODES', 'CELEBAMASKHQ_PARTS', 'face_identity', 'face_params',
-           'procedural_face', 'to_tensor', 'to_image', 'FaceDataset', 'SyntheticFaces', 'mask_image', 'save_face',
-           'write_split', 'write_identities', 'read_split', 'read_identities', 'read_mask', 'read_image', 'FolderFaces',
-           'make_dataset', 'make_loader', 'set_loader_epoch', 'celebamaskhq_split', 'merge_parts',
-           'prepare_celebamaskhq', 'celeba_crop', 'prepare_celeba', 'face_grid', 'export_synthetic', 'main_prepare']
-
-# %% ../nbs/03_data.ipynb #c3970833
-_SKIN_TONES = np.array([[0.98, 0.85, 0.76], [0.94, 0.76, 0.62], [0.84, 0.62, 0.46], [0.66, 0.45, 0.31],
-                        [0.45, 0.29, 0.19], [0.30, 0.19, 0.13]], np.float32)
-_HAIR_COLOURS = np.array([[0.06, 0.05, 0.05], [0.20, 0.12, 0.07], [0.40, 0.25, 0.13], [0.78, 0.62, 0.36],
-                          [0.93, 0.82, 0.55], [0.55, 0.22, 0.08], [0.62, 0.62, 0.62], [0.90, 0.89, 0.86]], np.float32)
-_IRIS_COLOURS = np.array([[0.32, 0.19, 0.09], [0.16, 0.10, 0.05], [0.27, 0.46, 0.72], [0.32, 0.50, 0.30],
-                          [0.48, 0.53, 0.58], [0.55, 0.42, 0.20]], np.float32)
-_METALS = np.array([[0.85, 0.68, 0.25], [0.80, 0.80, 0.82], [0.72, 0.45, 0.35], [0.95, 0.93, 0.88]], np.float32)
-HAIR_STYLES = ('bald', 'short', 'medium', 'long', 'bob', 'curly', 'bun')
-
-def _interp_rows(table: np.ndarray, t: float) -> np.ndarray:
-    "Colour at position `t` in [0, len-1] along a table of colours."
-    i = min(int(t), len(table) - 2); f = t - i
-    return (1 - f) * table[i] + f * table[i + 1]
-
-@functools.lru_cache(maxsize=4096)
-def face_identity(identity: int) -> dict:
-    "The traits of one synthetic person (base colours, shapes, hair style, accessories): a function of `identity` only."
-    r = np.random.default_rng([int(identity) & 0xFFFFFFFFFFFF, 0x1DE])
-    skin = _interp_rows(_SKIN_TONES, r.uniform(0, len(_SKIN_TONES) - 1)) * r.uniform(0.95, 1.05, 3)
-    hair = _HAIR_COLOURS[r.integers(len(_HAIR_COLOURS))] * r.uniform(0.85, 1.15, 3)
-    if r.random() < 0.08: hair = r.uniform(0.1, 0.9, 3)  # dyed
-    lips = skin * np.array([0.92, 0.58, 0.58]) if r.random() < 0.7 else r.uniform([0.45, 0.0, 0.1], [0.9, 0.3, 0.5])
-    style = HAIR_STYLES[r.choice(len(HAIR_STYLES), p=[0.08, 0.22, 0.17, 0.25, 0.1, 0.1, 0.08])]
-    glasses = r.random() < 0.25
-    traits = dict(
-        skin=skin.astype(np.float32), hair=np.clip(hair, 0, 1).astype(np.float32),
-        brow=np.clip(hair * r.uniform(0.55, 0.95), 0, 1).astype(np.float32) if style != 'bald' or r.random() < 0.5
-             else _HAIR_COLOURS[r.integers(3)].copy(),
-        iris=(_IRIS_COLOURS[r.integers(len(_IRIS_COLOURS))] * r.uniform(0.85, 1.15, 3)).astype(np.float32),
-        lips=np.clip(lips, 0, 1).astype(np.float32),
-        blotch=r.uniform(0.0, 0.08), blush=r.uniform(0.0, 0.12), stubble=r.uniform(0.2, 0.6) if r.random() < 0.2 else 0.0,
-        head_a=r.uniform(0.39, 0.47), head_b=r.uniform(0.53, 0.62), jaw=r.uniform(0.15, 0.45),
-        eye_x=r.uniform(0.37, 0.46), eye_y=r.uniform(-0.16, -0.04), eye_w=r.uniform(0.16, 0.21),
-        eye_top=r.uniform(0.34, 0.5), eye_bot=r.uniform(0.22, 0.34), eye_tilt=r.uniform(-0.12, 0.2),
-        iris_r=r.uniform(0.36, 0.46),
-        brow_gap=r.uniform(0.07, 0.13), brow_w=r.uniform(1.0, 1.3), brow_th=r.uniform(0.035, 0.075),
-        brow_arch=r.uniform(0.0, 0.06), brow_slope=r.uniform(-0.03, 0.04),
-        nose_len=r.uniform(0.30, 0.40), nose_w=r.uniform(0.12, 0.19),
-        mouth_gap=r.uniform(0.15, 0.23), mouth_w=r.uniform(0.27, 0.38), lip_u=r.uniform(0.035, 0.07),
-        lip_l=r.uniform(0.045, 0.09), bow=r.uniform(0.1, 0.45),
-        ear_w=r.uniform(0.11, 0.16), ear_h=r.uniform(0.16, 0.22), ear_y=r.uniform(0.08, 0.2),
-        hair_style=style, hair_volume=r.uniform(0.03, 0.14), hairline=r.uniform(0.35, 0.6),
-        fringe=r.uniform(0.0, 0.3) if r.random() < 0.4 else 0.0, parting=r.uniform(-0.5, 0.5),
-        hair_len=r.uniform(0.9, 1.7), strand_freq=r.uniform(40, 110), curl=r.uniform(0, 1),
-        ears_covered=style in ('medium', 'long', 'bob', 'curly') and r.random() < 0.6,
-        glasses=glasses, glasses_round=r.random() < 0.5, sunglasses=glasses and r.random() < 0.2,
-        frame=(r.uniform(0, 0.35, 3) if r.random() < 0.7 else _METALS[r.integers(len(_METALS))]).astype(np.float32),
-        earrings=r.random() < 0.25, earring_kind=int(r.integers(3)),
-        metal=_METALS[r.integers(len(_METALS))].copy(), necklace=r.random() < 0.2,
-    )
-    return {**traits, **_fine_appearance(identity, skin, np.clip(hair, 0, 1))}
-
-def _fine_appearance(identity: int, skin: np.ndarray, hair: np.ndarray) -> dict:
-    """Per-region appearance finer than a 16x16 image resolves: strand colour, freckles, brow density, lip gloss and
-    lines, iris pattern. Only the HR image shows it, so a style encoded from the HR image knows more than the LR
-    image (what makes the style worth following). Its own random stream: the other traits stay as they were."""
-    r = np.random.default_rng([int(identity) & 0xFFFFFFFFFFFF, 0xF1E])
-    lighter = r.random() < 0.6
-    strand = hair * r.uniform(1.4, 2.4) + r.uniform(0.05, 0.2, 3) if lighter else hair * r.uniform(0.2, 0.55)
-    n_freckles = int(r.uniform(20, 90)) if r.random() < 0.4 else 0
-    return dict(strand_colour=np.clip(strand, 0, 1).astype(np.float32), strand_mix=r.uniform(0.15, 0.6),
-                freckles=r.uniform([-0.85, -0.25, 0.004], [0.85, 0.55, 0.011], (n_freckles, 3)).astype(np.float32),
-                freckle_colour=np.clip(skin * np.array([0.7, 0.5, 0.4]) * r.uniform(0.8, 1.1), 0, 1).astype(np.float32),
-                brow_density=r.uniform(0.35, 1.0), lip_gloss=r.uniform(0.0, 0.6), lip_lines=r.uniform(0.0, 1.0),
-                iris_rim=r.uniform(0.2, 0.8), iris_spokes=int(r.integers(5, 14)))
-
-# %% ../nbs/03_data.ipynb #709a9528
-def face_params(seed: int, identity: int | None = None) -> dict:
-    "All parameters of one synthetic face: the identity's traits plus pose, expression, lighting, clothes, background."
-    identity = int(seed) if identity is None else int(identity)
-    p = dict(face_identity(identity))
-    r = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFF, 0x5EED])
-    jit = lambda c, s: np.clip(c * r.uniform(1 - s, 1 + s, 3), 0, 1).astype(np.float32)
-    p.update(identity=identity, seed=int(seed),
-             skin=jit(p['skin'], 0.03), hair=jit(p['hair'], 0.05), lips=jit(p['lips'], 0.05),
-             hx=r.uniform(-0.06, 0.06), hy=r.uniform(-0.14, -0.04), roll=float(np.clip(r.normal(0, 0.07), -0.16, 0.16)),
-             scale=r.uniform(0.9, 1.08), yaw=r.uniform(-0.22, 0.22),
-             mouth_open=r.uniform(0.03, 0.13) if r.random() < 0.35 else 0.0, smile=r.uniform(-0.3, 1.0),
-             eye_open=1.0 if r.random() < 0.93 else r.uniform(0.1, 0.35), gaze=tuple(float(t) for t in r.uniform(-0.35, 0.35, 2)),
-             brow_raise=r.uniform(-0.02, 0.03),
-             light=tuple(float(t) for t in r.uniform(-1, 1, 2)), light_strength=r.uniform(0.05, 0.3), exposure=r.uniform(0.85, 1.12),
-             cast=r.uniform(0.95, 1.05, 3).astype(np.float32), grain=r.uniform(0.005, 0.03),
-             bg=r.uniform(0.05, 0.95, (2, 3)).astype(np.float32), bg_kind=int(r.choice(4, p=[0.45, 0.3, 0.15, 0.1])),
-             bg_angle=r.uniform(0, np.pi), bg_freq=r.uniform(6, 20),
-             cloth=r.uniform(0.03, 0.95, (2, 3)).astype(np.float32), cloth_kind=int(r.integers(5)),
-             cloth_freq=r.uniform(8, 30), cloth_angle=r.uniform(0, np.pi),
-             shoulder_y=r.uniform(0.68, 0.86), neckline=int(r.integers(3)), neckline_w=r.uniform(0.14, 0.3),
-             neckline_d=r.uniform(0.06, 0.3), neck_w=r.uniform(0.5, 0.62),
-             hat=r.random() < 0.1, hat_colour=r.uniform(0.05, 0.95, (2, 3)).astype(np.float32),
-             hat_brim=r.uniform(0.3, 0.5), hat_knit=r.random() < 0.5,
-             necklace=(r.random() < 0.7) if p['necklace'] else (r.random() < 0.04),
-             necklace_drop=r.uniform(0.05, 0.2), necklace_th=r.uniform(0.012, 0.03),
-             earrings=(r.random() < 0.85) if p['earrings'] else False,
-             glasses=(r.random() < 0.85) if p['glasses'] else (r.random() < 0.04),
-             noise_grid=r.standard_normal((4, 7, 7)).astype(np.float32))
-    p['sunglasses'] = p['sunglasses'] and p['glasses']
-    return p
-
-# %% ../nbs/03_data.ipynb #21ec842b
-class _Canvas:
-    "Pixel grid of one face: image coordinates (x, y), head coordinates (u, v) and the label map being painted."
-    def __init__(self, size: int, hx: float, hy: float, roll: float, scale: float):
-        self.size, self.hx, self.hy, self.scale = size, hx, hy, scale
-        self.cos, self.sin = math.cos(roll), math.sin(roll)
-        c = ((np.arange(size, dtype=np.float32) + 0.5) / size) * 2 - 1
-        self.x, self.y = c[None, :], c[:, None]
-        dx, dy = self.x - hx, self.y - hy
-        self.U = ((dx * self.cos + dy * self.sin) / scale).astype(np.float32)
-        self.V = ((-dx * self.sin + dy * self.cos) / scale).astype(np.float32)
-        self.X = np.broadcast_to(self.x, (size, size)); self.Y = np.broadcast_to(self.y, (size, size))
-        self.L = np.zeros((size, size), np.uint8)
-
-    def window(self, cu: float, cv: float, r: float, head: bool = True) -> tuple[slice, slice]:
-        "Pixel slices of the square around a disc of radius `r` centred at (cu, cv) (head or image coordinates)."
-        if head:
-            x = self.hx + self.scale * (cu * self.cos - cv * self.sin)
-            y = self.hy + self.scale * (cu * self.sin + cv * self.cos); r = r * self.scale
-        else: x, y = cu, cv
-        s = self.size
-        to = lambda t: int(min(max(math.floor((t + 1) / 2 * s), 0), s))
-        return slice(to(y - r), to(y + r) + 1), slice(to(x - r), to(x + r) + 1)
-
-    def paint(self, k: int, shape: Callable, cu: float, cv: float, r: float, where: Callable | None = None):
-        "Write label `k` where `shape(u - cu, v - cv)` holds, inside the window of radius `r`."
-        sl = self.window(cu, cv, r)
-        m = shape(self.U[sl] - cu, self.V[sl] - cv)
-        if where is not None: m &= where(self.L[sl])
-        self.L[sl][m] = k
-
-    def paint_image(self, k: int, mask: np.ndarray, sl=(slice(None), slice(None))):
-        "Write label `k` where an image-coordinate `mask` (computed on the window `sl`) holds."
-        self.L[sl][mask] = k
-
-def _lens(du, dv, w, top, bot):
-    "Almond (two parabolas meeting at the corners): -top*(1-t^2) < dv < bot*(1-t^2), t = du/w."
-    f = 1 - (du / w) ** 2
-    return (f > 0) & (dv > -top * f) & (dv < bot * f)
-
-def _ellipse(du, dv, a, b):
-    return (du / a) ** 2 + (dv / b) ** 2 < 1
-
-def _superellipse(du, dv, a, b, n):
-    return np.abs(du / a) ** n + np.abs(dv / b) ** n < 1
-
-# %% ../nbs/03_data.ipynb #4ce867b6
-def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
-    "Paint the label map of face `p` at `size`; return the canvas and the derived geometry the colouring needs."
-    cv = _Canvas(size, p['hx'], p['hy'], p['roll'], p['scale'])
-    a, b, jaw = p['head_a'], p['head_b'], p['jaw']
-    yaw = p['yaw'] * a * 0.25                       # horizontal shift of the inner features
-    half_width = lambda v: a * (1 - jaw * np.clip(v / b, 0, 1) ** 2) * np.sqrt(np.clip(1 - (v / b) ** 2, 0, 1))
-    head = lambda du, dv: ((du / (a * (1 - jaw * np.clip(dv / b, 0, 1) ** 2))) ** 2 + (dv / b) ** 2) < 1
-    g = dict(a=a, b=b, yaw=yaw)
-
-    # neck and clothes, in image coordinates (the body does not roll with the head)
-    bx = p['hx'] * 0.6; nw = a * p['neck_w'] * p['scale']; sy = p['shoulder_y']
-    neck_top = p['hy'] + b * 0.3 * p['scale']
-    X, Y = cv.X, cv.Y
-    dx = X - bx
-    above = Y > sy + 0.35 * np.clip(np.abs(dx) - nw, 0, None) ** 1.2        # below the shoulder line
-    nlw, nld = p['neckline_w'], p['neckline_d']
-    if p['neckline'] == 0: cut = ((dx / nlw) ** 2 + ((Y - sy) / nld) ** 2 < 1)           # round
-    elif p['neckline'] == 1: cut = (np.abs(dx) / nlw + (Y - sy) / (nld * 1.6) < 1) & (Y > sy - 0.05)  # V
-    else: cut = ((dx / nlw) ** 2 + ((Y - sy) / (nld * 0.3)) ** 2 < 1)                    # crew
-    cv.paint_image(17, ((np.abs(dx) < nw) & (Y > neck_top)) | (above & cut))
-    cv.paint_image(18, above & ~cut)
-    g.update(bx=bx, nw=nw, sy=sy, chin_y=p['hy'] + b * p['scale'])
-    if p['necklace']:
-        yn = sy - 0.02 + p['necklace_drop'] * (1 - np.clip(dx / nw, -1, 1) ** 2)
-        cv.paint_image(16, (np.abs(Y - yn) < p['necklace_th']) & (cv.L == 17))
-
-    # ears, hair behind the head, the head
-    ey = p['ear_y'] * b; ew, eh = p['ear_w'] * a, p['ear_h'] * b
-    ears = []
-    for side, k in ((1, 8), (-1, 9)):   # person's left ear (l_ear, 8) is on the image's right (u > 0)
-        w = ew * float(np.clip(1 - side * p['yaw'] * 1.6, 0.35, 1.4))
-        cu = side * (float(half_width(ey)) + w * 0.25)
-        ears.append((k, cu, ey, w, side))
-    def paint_ears():
-        for k, cu, cv_, w, side in ears:
-            cv.paint(k, lambda du, dv, w=w: _ellipse(du, dv * (1 + 0.25 * (dv > 0)), w, eh), cu, cv_, max(w, eh))
-    style = p['hair_style']
-    hv = p['hair_volume']
-    if style in ('bald',): outer = None
-    elif style == 'short': outer = lambda du, dv: _ellipse(du, dv + b * 0.06, a * (1.03 + hv * 0.5), b * (1.04 + hv)) & (dv < b * (p['ear_y'] - 0.12))
-    elif style == 'medium': outer = lambda du, dv: _ellipse(du, dv + b * 0.05, a * (1.12 + hv), b * (1.08 + hv)) & (dv < b * 0.55)
-    elif style == 'bob': outer = lambda du, dv: (_ellipse(du, dv + b * 0.05, a * (1.15 + hv), b * (1.1 + hv)) | (np.abs(du) < a * (1.1 + hv))) & (dv < b * 0.35)
-    elif style == 'long': outer = lambda du, dv: (_ellipse(du, dv + b * 0.05, a * (1.12 + hv), b * (1.08 + hv)) | ((dv > 0) & (np.abs(du) < a * (1.1 + hv + 0.12 * dv / b)))) & (dv < b * p['hair_len'])
-    elif style == 'curly':
-        def outer(du, dv):
-            th = np.arctan2(dv + b * 0.15, du)
-            return _ellipse(du, dv + b * 0.15, a * (1.3 + hv) * (1 + 0.05 * np.sin(11 * th)), b * (1.15 + hv) * (1 + 0.05 * np.sin(11 * th))) & (dv < b * 0.45)
-    else:  # bun
-        outer = lambda du, dv: (_ellipse(du, dv + b * 0.06, a * (1.03 + hv * 0.5), b * (1.04 + hv)) & (dv < b * (p['ear_y'] - 0.12))) | _ellipse(du, dv + b * 1.08, a * 0.38, a * 0.32)
-    R = max(a, b) * 1.8 + (b * p['hair_len'] if style == 'long' else 0)
-    if p['ears_covered'] and outer is not None:
-        paint_ears(); cv.paint(13, outer, 0.0, 0.0, R)
-    else:
-        if outer is not None: cv.paint(13, outer, 0.0, 0.0, R)
-        paint_ears()
-    cv.paint(1, head, 0.0, 0.0, max(a, b) * 1.02)
-    g.update(ears=ears, ear_h=eh)
-
-    # nose
-    ex, eyv, eye_w = p['eye_x'] * a, p['eye_y'] * b, p['eye_w'] * a
-    top, bot = eye_w * p['eye_top'] * p['eye_open'], eye_w * p['eye_bot'] * p['eye_open']
-    vt, vn = eyv + top * 0.5, eyv + p['nose_len'] * b
-    wt, wb = a * 0.06, a * p['nose_w']
-    def nose(du, dv):
-        s = np.clip((dv - (vt - vn)) / (vt - vn) * -1, 0, 1)   # 0 at the top, 1 at the tip
-        bridge = (dv > vt - vn) & (dv < 0) & (np.abs(du) < wt + (wb * 0.7 - wt) * s ** 2)
-        return bridge | _ellipse(du, dv, wb, wb * 0.5)
-    cv.paint(2, nose, yaw, vn, vn - vt + wb)
-    g.update(nose=(yaw, vn, wb))
-
-    # glasses: lenses, bridge and temples; eyes paint over clear lenses
-    eyes = [(4, yaw * 1.1 + ex, eyv, 1), (5, yaw * 1.1 - ex, eyv, -1)]   # l_eye (4) on the image's right
-    if p['glasses']:
-        lw, lh, ft = eye_w * 1.55, eye_w * 1.05, a * 0.03
-        n = 2.0 if p['glasses_round'] else 4.0
-        for _, cu, cvv, _s in eyes:
-            cv.paint(3, lambda du, dv: _superellipse(du, dv, lw, lh, n), cu, cvv, max(lw, lh) * 1.2)
-        bridge_w = ex - lw * 0.95
-        if bridge_w > 0:
-            cv.paint(3, lambda du, dv: (np.abs(du) < bridge_w + ft) & (np.abs(dv + lh * 0.35) < ft * 0.6), yaw * 1.1, eyv, bridge_w + ft)
-        hwe = float(half_width(eyv))
-        for side in (1, -1):
-            c0 = yaw * 1.1 + side * (ex + lw * 0.9); c1 = side * (hwe * 1.03)
-            lo, hi = min(c0, c1), max(c0, c1)
-            if hi > lo:
-                cv.paint(3, lambda du, dv, lo=lo, hi=hi: (du > lo) & (du < hi) & (np.abs(dv + lh * 0.3) < ft * 0.5), (lo + hi) / 2, eyv, (hi - lo) / 2 + lh)
-        g.update(glasses=(lw, lh, ft, n))
-    if not p['sunglasses']:
-        for k, cu, cvv, side in eyes:
-            tilt = p['eye_tilt'] * side
-            cv.paint(k, lambda du, dv, t=tilt: _lens(du, dv + t * du, eye_w, top, bot), cu, cvv, eye_w * 1.3)
-    g.update(eyes=eyes, eye_w=eye_w, eye_top=top, eye_bot=bot)
-
-    # brows (l_brow, 6, on the image's right)
-    bw, bth = eye_w * p['brow_w'], a * p['brow_th']
-    bv = eyv - top - a * p['brow_gap'] - a * p['brow_raise'] - bth * 0.5
-    brows = []
-    for k, side in ((6, 1), (7, -1)):
-        cu = yaw * 1.1 + side * (ex + eye_w * 0.1)
-        def brow(du, dv, side=side):
-            t = du * side / bw                       # -1 at the inner end, +1 at the outer end
-            yc = -a * p['brow_arch'] * (1 - t ** 2) + a * p['brow_slope'] * t
-            th = bth * (1 - 0.22 * (t + 1))
-            return (np.abs(t) < 1) & (np.abs(dv - yc) < th / 2)
-        cv.paint(k, brow, cu, bv, bw * 1.2)
-        brows.append((k, cu, bv, side))
-    g.update(brows=brows, brow_w=bw)
-
-    # lips and the inner mouth
-    my = vn + p['mouth_gap'] * b
-    mw = a * p['mouth_w'] * (1 + 0.12 * p['smile'])
-    opn = a * p['mouth_open']; ou, ol = opn * 0.4, opn * 0.6
-    hu, hl, smile = a * p['lip_u'], a * p['lip_l'], a * 0.05 * p['smile']
-    def mouth_parts(du, dv):
-        t = du / mw; f = np.clip(1 - t ** 2, 0, None); inside = f > 0
-        c = -smile * t ** 2
-        gap = f ** 0.8
-        top_in, bot_in = c - ou * gap, c + ol * gap
-        top_out = top_in - hu * np.sqrt(f) * (1 - p['bow'] * np.exp(-(t / 0.18) ** 2))
-        bot_out = bot_in + hl * f ** 0.6
-        upper = inside & (dv >= top_out) & (dv < top_in)
-        inner = inside & (dv >= top_in) & (dv < bot_in)
-        lower = inside & (dv >= bot_in) & (dv < bot_out)
-        return upper, inner, lower
-    sl = cv.window(yaw, my, mw * 1.1)
-    up, inn, lo = mouth_parts(cv.U[sl] - yaw, cv.V[sl] - my)
-    cv.L[sl][up] = 11; cv.L[sl][inn] = 10; cv.L[sl][lo] = 12
-    g.update(mouth=(yaw, my, mw, ou, ol, smile))
-
-    # hair in front of the head: above the hairline (sideburns at the temples, a fringe, a parting)
-    if outer is not None:
-        hl0 = -b * p['hairline']
-        def front(du, dv):
-            s = du / a
-            line = hl0 + b * 0.25 * s ** 2 + b * 0.35 * np.clip((np.abs(s) - 0.78) / 0.2, 0, 1) * (p['ear_y'] + 0.3)
-            line = line + b * p['fringe'] * np.exp(-((s - p['parting'] * 0.3) / 0.6) ** 2) * (1 + 0.15 * np.sin(9 * s))
-            line = line - b * 0.04 * np.tanh((s - p['parting']) / 0.05) * np.sign(p['parting'])
-            return (dv < line) & head(du, dv)
-        cv.paint(13, front, 0.0, 0.0, max(a, b) * 1.02)
-
-    # earrings at the lobes, then the hat over everything on top
-    if p['earrings']:
-        ra = a * 0.035
-        for k, cu, cvv, w, side in ears:
-            lv = cvv + eh * 0.95
-            if p['earring_kind'] == 0: shp = lambda du, dv: _ellipse(du, dv, ra, ra)
-            elif p['earring_kind'] == 1: shp = lambda du, dv: np.abs(np.hypot(du, dv - ra * 2) - ra * 2) < ra * 0.45
-            else: shp = lambda du, dv: _ellipse(du, dv - ra * 2, ra * 0.9, ra * 2.4)
-            cv.paint(15, shp, cu, lv, ra * 5.5)
-        g.update(earring_r=ra)
-    if p['hat']:
-        brim = -b * p['hat_brim']
-        hat = lambda du, dv: (_ellipse(du, dv + b * 0.55, a * 1.12, b * 0.62) & (dv < brim)) | \
-                             ((np.abs(dv - brim) < a * 0.05) & (np.abs(du) < a * 1.22))
-        cv.paint(14, hat, 0.0, 0.0, max(a, b) * 1.4)
-        g.update(hat_brim=brim)
-    return cv, g
-
-# %% ../nbs/03_data.ipynb #50c42262
-def _smooth_noise(grid: np.ndarray, size: int) -> np.ndarray:
-    "Smooth random field (C, size, size) from a (C, g, g) grid of values (separable cosine interpolation; no BLAS threads)."
-    g = grid.shape[-1]
-    t = ((np.arange(size, dtype=np.float32) + 0.5) / size) * (g - 1)
-    i = np.minimum(t.astype(int), g - 2); f = ((1 - np.cos(np.pi * (t - i))) / 2).astype(np.float32)
-    grid = grid.astype(np.float32)
-    rows = grid[:, i, :] * (1 - f)[None, :, None] + grid[:, i + 1, :] * f[None, :, None]   # (C, size, g)
-    return rows[:, :, i] * (1 - f) + rows[:, :, i + 1] * f
-
-def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.ndarray:
-    "RGB float image (H, W, 3) in [0, 1] of the painted label map: every pixel's colour comes from its label."
-    S = cv.size; L = cv.L.ravel()
-    col = lambda c: np.asarray(c, np.float32).reshape(3, 1)         # colours are channel-first (3, n) here
-    if not texture:   # flat colours: the image is a pure function of the label map
-        lut = np.array([p['bg'][0], p['skin'], p['skin'] * 0.97, p['frame'], [0.9, 0.9, 0.88], [0.88, 0.88, 0.86],
-                        p['brow'], p['brow'] * 0.95, p['skin'] * 0.93, p['skin'] * 0.92, [0.3, 0.06, 0.07], p['lips'],
-                        p['lips'] * 1.08, p['hair'], p['hat_colour'][0], p['metal'], p['metal'] * 0.9,
-                        p['skin'] * 0.88, p['cloth'][0]], np.float32)
-        return np.clip(lut, 0, 1)[cv.L]
-    out = np.empty((3, S * S), np.float32)                            # every pixel has a label, so all get a colour
-    present = np.flatnonzero(np.bincount(L, minlength=N_LABELS))
-    noise = _smooth_noise(p['noise_grid'], S).reshape(4, -1)          # 3 colour-variation fields + 1 shading field
-    rng = np.random.default_rng([p['seed'] & 0xFFFFFFFFFFFF, 0x6A1])
-    Uf, Vf = cv.U.ravel(), cv.V.ravel()
-    Xf, Yf = cv.X.ravel(), cv.Y.ravel()
-    a, b = g['a'], g['b']
-    skin, hair, lips, metal = col(p['skin']), col(p['hair']), col(p['lips']), col(p['metal'])
-    # head-dome shading for skin-like regions
-    dome = lambda u, v: 0.78 + 0.22 * np.sqrt(np.clip(1 - (u / (a * 1.15)) ** 2 - (v / (b * 1.15)) ** 2, 0, 1))
-    for k in present:
-        idx = np.flatnonzero(L == k); u, v, x, y = Uf[idx], Vf[idx], Xf[idx], Yf[idx]
-        n3 = noise[:3, idx]; n1 = noise[3, idx]
-        if k == 0:   # background: gradient, blurry blobs, stripes or tiles
-            ang, f = p['bg_angle'], p['bg_freq']
-            t = np.clip((x * math.cos(ang) + y * math.sin(ang) + 1) / 2, 0, 1)
-            c = col(p['bg'][0]) * (1 - t) + col(p['bg'][1]) * t
-            if p['bg_kind'] == 1: c = c + 0.12 * n3
-            elif p['bg_kind'] == 2: c = c * (0.85 + 0.15 * np.sign(np.sin(f * (x - y))))
-            elif p['bg_kind'] == 3: c = c * (0.9 + 0.1 * (np.sin(f * x) * np.sin(f * y) > 0))
-        elif k in (1, 2, 8, 9, 17):   # skin-like
-            c = skin * (1 + p['blotch'] * n3) * dome(u, v)
-            if k == 1:
-                for side in (1, -1):   # blush on the cheeks
-                    d2 = ((u - side * a * 0.5) ** 2 + (v - b * 0.25) ** 2) / (a * 0.22) ** 2
-                    c = c + p['blush'] * np.exp(-d2) * col([0.3, -0.15, -0.1])
-                for fu, fv, fr in p['freckles']:   # freckles: dots of about a pixel at 128 px
-                    dot = (u - fu * a) ** 2 + (v - fv * b) ** 2 < fr ** 2
-                    c[:, dot] = c[:, dot] * 0.45 + col(p['freckle_colour']) * 0.55
-                if p['stubble']:
-                    beard = np.clip((v - b * 0.2) / (b * 0.15), 0, 1) * p['stubble']
-                    c = c * (1 - beard) + beard * (hair * 0.6 + c * 0.4) * (0.9 + 0.2 * rng.random(len(idx), np.float32))
-            elif k == 2:
-                nu, nv, wb = g['nose']
-                c = c * (1 - 0.12 * np.clip((u - nu) * (1 if p['light'][0] >= 0 else -1) / wb, -1, 1))
-                for side in (1, -1):
-                    nost = _ellipse(u - nu - side * wb * 0.45, v - nv - wb * 0.22, wb * 0.24, wb * 0.12)
-                    c[:, nost] *= 0.35
-            elif k in (8, 9):
-                for kk, cu, cvv, w, side in g['ears']:
-                    if kk == k:
-                        inner = _ellipse(u - cu - side * w * 0.15, v - cvv, w * 0.45, g['ear_h'] * 0.6)
-                        c[:, inner] *= 0.72
-            else:   # neck: shadow under the chin
-                c = skin * (1 + p['blotch'] * n3) * (0.92 * (0.72 + 0.28 * np.clip((y - g['chin_y']) / 0.12, 0, 1)))
-        elif k == 3:   # glasses: frame colour, tinted lenses with a reflection
-            lw, lh, ft, n = g['glasses']
-            c = np.repeat(col(p['frame']), len(idx), 1)
-            tint = col([0.12, 0.1, 0.1]) if p['sunglasses'] else skin * 0.92
-            for _, cu, cvv, _s in g['eyes']:
-                lens = _superellipse(u - cu, v - cvv, lw - ft, lh - ft, n)
-                ref = 1 + 0.35 * (np.abs((u - cu) + (v - cvv) - lw * 0.2) < lw * 0.12)
-                c[:, lens] = tint * ref[lens]
-        elif k in (4, 5):   # eyes: sclera, iris, pupil, lid line
-            c = np.repeat(col([0.93, 0.91, 0.88]), len(idx), 1)
-            for kk, cu, cvv, side in g['eyes']:
-                if kk != k: continue
-                ew = g['eye_w']; gx, gy = p['gaze'][0] * ew * 0.35, p['gaze'][1] * ew * 0.15
-                r = np.hypot(u - cu - gx, v - cvv - gy); ri = ew * p['iris_r']
-                iris = r < ri
-                ang = np.arctan2(v - cvv - gy, u - cu - gx)[iris]      # the iris pattern: spokes and a dark rim
-                c[:, iris] = col(p['iris']) * (0.75 + 0.35 * (r[iris] / ri)) * (0.85 + 0.15 * np.cos(p['iris_spokes'] * ang)) \
-                             * (1 - p['iris_rim'] * (r[iris] > ri * 0.8))
-                c[:, r < ri * 0.42] = 0.04
-                c[:, np.hypot(u - cu - gx + ri * 0.3, v - cvv - gy + ri * 0.3) < ri * 0.16] = 0.97   # catch-light
-                f = np.clip(1 - ((u - cu) / ew) ** 2, 0, 1)
-                lid = (v - cvv + p['eye_tilt'] * side * (u - cu)) < -g['eye_top'] * f + ew * 0.1
-                c[:, lid] *= 0.25
-        elif k in (6, 7, 13):   # brows and hair: strands (of the strand colour; brows as dense as the person's)
-            base = col(p['brow']) if k in (6, 7) else hair
-            phi = np.arctan2(u - a * 0.3 * p['parting'], -(v + b * 2.2)) if k == 13 else (u * 0.3 + v)
-            freq = p['strand_freq'] * 2.5 if k == 13 else 300.0
-            wav = np.sin(phi * (freq * (0.5 + p['curl'])) + 4 * p['curl'] * np.sin(v * 25) + 2 * n1)
-            s = 0.5 + 0.5 * wav
-            if k == 13:
-                m = np.clip((s - (1 - p['strand_mix'])) / 0.12 + 0.5, 0, 1)
-                c = (base * (1 - m) + col(p['strand_colour']) * m) * (0.9 + 0.1 * wav) * (1 + 0.15 * n3)
-            else:
-                m = np.clip((s - (1 - p['brow_density'])) / 0.2 + 0.5, 0, 1)
-                c = (skin * (1 - m) + base * m) * (1 + 0.15 * n3)
-            if k == 13:
-                sheen = np.exp(-((v + b * 0.55 - 0.1 * u) / (b * 0.12)) ** 2)
-                c = c + 0.18 * sheen * (0.4 + c)
-                if p['hair_style'] == 'curly': c = c * (0.8 + 0.2 * (np.sin(80 * u) * np.sin(80 * v) > 0))
-        elif k == 10:   # inner mouth: teeth under the upper lip, dark throat
-            mu, mv, mw, ou, ol, smile = g['mouth']
-            c = np.repeat(col([0.28, 0.05, 0.07]), len(idx), 1)
-            t = (u - mu) / mw; cline = -smile * t ** 2
-            teeth = (v - mv) < cline - ou * np.clip(1 - t ** 2, 0, 1) ** 0.8 + (ou + ol) * 0.45
-            c[:, teeth] = col([0.92, 0.9, 0.82]) * (0.85 + 0.15 * np.cos(t[teeth] * 40))
-        elif k in (11, 12):   # lips: a highlight on the lower lip
-            mu, mv, mw, ou, ol, smile = g['mouth']
-            c = lips * (0.88 if k == 11 else 1.0) * (1 + 0.05 * n3) * (1 - 0.15 * p['lip_lines'] * (np.sin(u * 220) > 0.5))
-            if k == 12: c = c * (1 + p['lip_gloss'] * np.exp(-(((u - mu) / (mw * 0.4)) ** 2)))
-        elif k == 14:   # hat: knit stripes or plain, darker brim
-            c = col(p['hat_colour'][0]) * (1 + 0.08 * n3)
-            if p['hat_knit']: c = c * (0.82 + 0.18 * np.sign(np.sin(90 * u)))
-            brim = np.abs(v - g['hat_brim']) < a * 0.05
-            c[:, brim] = col(p['hat_colour'][1])
-        elif k == 15:   # earrings: metal with highlights
-            c = metal * (0.7 + 0.3 * np.cos(u * 150 + v * 90))
-        elif k == 16:   # necklace: beads
-            c = metal * (0.75 + 0.25 * np.cos(x * 200))
-        else:   # cloth: plain with folds, stripes, checks, dots or noise
-            c0, c1, f, th = col(p['cloth'][0]), col(p['cloth'][1]), p['cloth_freq'], p['cloth_angle']
-            kind = p['cloth_kind']
-            if kind == 0: c = c0 * (0.9 + 0.15 * n1)
-            elif kind == 1: c = np.where(np.sin(f * (x * math.cos(th) + y * math.sin(th))) > 0, c0, c1)
-            elif kind == 2: c = np.where((np.sin(f * x) > 0) ^ (np.sin(f * y) > 0), c0, c0 * 0.6 + c1 * 0.4)
-            elif kind == 3: c = np.where(np.sin(f * x) * np.sin(f * y) > 0.6, c1, c0)
-            else: c = c0 + 0.2 * n3
-        out[:, idx] = c
-    lx, ly = p['light']
-    shade = (1 + p['light_strength'] * (lx * cv.x + ly * cv.y)) * p['exposure']      # (S, S) by broadcasting
-    img = out.reshape(3, S, S) * shade
-    img = img * col(p['cast'])[:, :, None] + p['grain'] * rng.standard_normal((S, S), np.float32)
-    return np.clip(img, 0, 1).transpose(1, 2, 0)
-
-# %% ../nbs/03_data.ipynb #410f07a8
-def procedural_face(size: int, seed: int, identity: int | None = None, texture: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """A SYNTHETIC face-like image (size, size, 3) uint8 and its exact 19-class label map (size, size) uint8.
-    Deterministic in (`seed`, `identity`); `identity` (default: `seed`) fixes base colours and shapes.
-    `texture=False` gives flat colours (the image is then a lookup of the labels)."""
-    if int(size) < 8: raise DeepSEEError(f"procedural_face: size must be at least 8, got {size}")
-    p = face_params(seed, identity)
-    cv, g = _face_geometry(p, int(size))
-    img = _face_colours(p, cv, g, texture)
-    return (img * 255 + 0.5).astype(np.uint8), cv.L
+__all__ = ['SPLITS', 'CELEBAMASKHQ_PARTS', 'FaceDataset', 'SyntheticFaces', 'save_face', 'write_split', 'write_identities',
+           'read_split', 'read_identities', 'FolderFaces', 'make_dataset', 'make_loader', 'set_loader_epoch',
+           'celebamaskhq_split', 'merge_parts', 'prepare_celebamaskhq', 'celeba_crop', 'prepare_celeba',
+           'export_synthetic', 'main_prepare']
 
 # %% ../nbs/03_data.ipynb #5e952720
 SPLITS = ('train', 'val', 'test')
-
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    "uint8 image (H, W, 3) -> float tensor (3, H, W) in [-1, 1] (in numpy: torch's threads cost more than they save here)."
-    x = np.asarray(img, np.uint8).transpose(2, 0, 1).astype(np.float32)
-    x *= 1 / 127.5; x -= 1
-    return torch.from_numpy(x)
-
-def to_image(x: torch.Tensor) -> np.ndarray:
-    "Float tensor (3, H, W) in [-1, 1] -> uint8 image (H, W, 3)."
-    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
 
 class FaceDataset(torch.utils.data.Dataset):
     "Base of all datasets: subclasses set `names`, `identities`, `source` and implement `load(j) -> (uint8 HxWx3, uint8 HxW)`."
@@ -573,40 +112,22 @@ class SyntheticFaces(FaceDataset):
         return procedural_face(self.hr_size, self.seeds[j], self.identities[j])
 
 # %% ../nbs/03_data.ipynb #60e3fd83
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg')
-
-def _atomic_save(img: Image.Image, path: Path, **kw) -> Path:
-    "Save a PIL image atomically with `atomic_write` (never a half-written file); JPEG for .jpg/.jpeg, else PNG."
-    fmt = 'JPEG' if Path(path).suffix.lower() in ('.jpg', '.jpeg') else 'PNG'
-    return atomic_write(path, lambda t: img.save(t, format=fmt, **kw))
-
-def _atomic_text(text: str, path: Path) -> Path:
-    "Write a text file atomically with `atomic_write`."
-    return atomic_write(path, lambda t: Path(t).write_text(text))
-
-def mask_image(labels: np.ndarray, palette: bool = False) -> Image.Image:
-    "PIL image of a label map: grey label indices, or (`palette`) palette mode whose indices are labels and colours PALETTE."
-    im = Image.fromarray(np.asarray(labels, np.uint8), 'L')
-    if palette:
-        im = Image.fromarray(np.asarray(labels, np.uint8), 'P'); im.putpalette(PALETTE.ravel().tolist())
-    return im
-
 def save_face(out: str | Path, stem: str, image: np.ndarray, labels: np.ndarray, ext: str = '.png', palette: bool = False):
     "Write `out/images/<stem><ext>` and the label PNG `out/masks/<stem>.png` (grey indices, or palette mode), atomically."
     labels = validate_labels(np.asarray(labels), size=np.asarray(image).shape[:2], name=f"{stem} labels")
     kw = dict(quality=95) if ext.lower() in ('.jpg', '.jpeg') else {}
-    _atomic_save(Image.fromarray(np.asarray(image, np.uint8)), Path(out) / 'images' / f'{stem}{ext}', **kw)
-    _atomic_save(mask_image(labels, palette), Path(out) / 'masks' / f'{stem}.png')
+    write_image(np.asarray(image, np.uint8), Path(out) / 'images' / f'{stem}{ext}', **kw)
+    write_image(label_image(labels, palette), Path(out) / 'masks' / f'{stem}.png')
 
 def write_split(out: str | Path, split_of: dict[str, str]):
     "Write `out/split.csv` (stem,split rows) from {stem: 'train'|'val'|'test'}."
     bad = {s for s in split_of.values() if s not in SPLITS}
     if bad: raise DeepSEEError(f"{out}/split.csv: unknown split names {sorted(bad)}")
-    _atomic_text('stem,split\n' + ''.join(f'{k},{v}\n' for k, v in split_of.items()), Path(out) / 'split.csv')
+    write_text('stem,split\n' + ''.join(f'{k},{v}\n' for k, v in split_of.items()), Path(out) / 'split.csv')
 
 def write_identities(out: str | Path, identity_of: dict[str, int]):
     "Write `out/identities.csv` (stem,identity rows)."
-    _atomic_text('stem,identity\n' + ''.join(f'{k},{int(v)}\n' for k, v in identity_of.items()), Path(out) / 'identities.csv')
+    write_text('stem,identity\n' + ''.join(f'{k},{int(v)}\n' for k, v in identity_of.items()), Path(out) / 'identities.csv')
 
 # %% ../nbs/03_data.ipynb #a33f3148
 def _read_csv_pairs(path: Path, what: str) -> list[tuple[str, str]]:
@@ -643,52 +164,6 @@ def read_identities(root: str | Path) -> dict[str, int] | None:
     if not path.exists(): return None
     try: return {Path(s).stem: int(i) for s, i in _read_csv_pairs(path, 'identity')}
     except ValueError as e: raise DeepSEEError(f"{path}: identities must be integers ({e})") from None
-
-# %% ../nbs/03_data.ipynb #dda7c419
-def _header(path: Path, what: str) -> tuple[tuple[int, int], str]:
-    "Size and mode of an image file from its header (cheap); a one-line error for a missing or unreadable file."
-    if not path.exists(): raise DeepSEEError(f"{path}: missing {what}")
-    try:
-        with Image.open(path) as im: return im.size, im.mode
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DeepSEEError(f"{path}: not a readable image ({type(e).__name__})") from None
-
-def _decode(path: Path, what: str) -> Image.Image:
-    "Fully decode an image file; a truncated or corrupt file gives a one-line error naming it."
-    if not path.exists(): raise DeepSEEError(f"{path}: missing {what}")
-    try:
-        with Image.open(path) as im:
-            im.load(); return im.copy()
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DeepSEEError(f"{path}: corrupt or truncated {what} ({type(e).__name__}: {e})") from None
-
-MASK_MODES = ('L', 'P', 'I', 'I;16', 'LA', 'RGB', 'RGBA')
-
-def read_mask(path: str | Path, size: int | None = None) -> np.ndarray:
-    """Label map (uint8, 0..18) from a mask PNG: grey or palette-mode pixels are label indices (a palette-mode
-    file using an index > 18 is read by colour), RGB with equal channels too, other RGB is read as PALETTE colours."""
-    path = Path(path); im = _decode(path, 'mask')
-    if im.mode not in MASK_MODES: raise DeepSEEError(f"{path}: unsupported mask mode {im.mode}")
-    if im.mode == 'P' and np.asarray(im).max(initial=0) >= N_LABELS: im = im.convert('RGB')
-    if im.mode in ('RGB', 'RGBA'):
-        rgb = np.asarray(im.convert('RGB'))
-        if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all(): arr = rgb[..., 0]
-        else: arr = palette_to_labels(rgb, name=str(path))
-    else: arr = np.asarray(im.convert('L') if im.mode == 'LA' else im)
-    arr = np.asarray(arr)
-    if arr.size and arr.max() >= N_LABELS:
-        v = int(arr.max()); ys, xs = np.nonzero(arr == v)
-        raise DeepSEEError(f"{path}: unknown label {v} (labels are 0..{N_LABELS - 1}; first at x={xs[0]}, y={ys[0]})")
-    arr = arr.astype(np.uint8)
-    if size is not None and arr.shape != (size, size):
-        arr = np.asarray(Image.fromarray(arr, 'L').resize((size, size), Image.NEAREST))
-    return arr
-
-def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
-    "RGB uint8 image, resized to `size` x `size` with antialiased bicubic interpolation when needed."
-    path = Path(path); im = _decode(path, 'image').convert('RGB')
-    if size is not None and im.size != (size, size): im = im.resize((size, size), Image.BICUBIC)
-    return np.asarray(im)
 
 # %% ../nbs/03_data.ipynb #194a0d8f
 class FolderFaces(FaceDataset):
@@ -727,15 +202,15 @@ class FolderFaces(FaceDataset):
 
     def _check(self, ip: Path, mp: Path):
         "Cheap header checks: both files exist and decode their headers, the image is square, sizes agree."
-        (w, h), _ = _header(ip, 'image')
-        (mw, mh), mode = _header(mp, 'mask')
+        (w, h), _ = header(ip, 'image')
+        (mw, mh), mode = header(mp, 'mask')
         if w != h: raise DeepSEEError(f"{ip}: image is {w}x{h}; faces must be square")
         if (mw, mh) != (w, h): raise DeepSEEError(f"{mp}: mask is {mw}x{mh} but its image is {w}x{h}")
         if mode not in MASK_MODES: raise DeepSEEError(f"{mp}: unsupported mask mode {mode}")
 
     def load(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         ip, mp = self.image_paths[j], self.mask_paths[j]
-        img, lab = read_image(ip), read_mask(mp)
+        img, lab = read_rgb(ip, warn=False), read_labels(mp)
         if img.shape[:2] != lab.shape: raise DeepSEEError(f"{mp}: mask is {lab.shape[1]}x{lab.shape[0]} but its image is {img.shape[1]}x{img.shape[0]}")
         if img.shape[0] != img.shape[1]: raise DeepSEEError(f"{ip}: image is {img.shape[1]}x{img.shape[0]}; faces must be square")
         s = self.hr_size
@@ -850,10 +325,10 @@ def _celebamaskhq_one(args):
     parts = {}
     for part in CELEBAMASKHQ_PARTS:
         p = root / 'CelebAMask-HQ-mask-anno' / str(k // 2000) / f'{k:05d}_{part}.png'
-        if p.exists(): parts[part] = np.asarray(_decode(p, 'part mask').convert('L')) > 127
+        if p.exists(): parts[part] = np.asarray(decode(p, 'part mask').convert('L')) > 127
     if not parts: raise DeepSEEError(f"{root / 'CelebAMask-HQ-mask-anno' / str(k // 2000) / f'{k:05d}'}_*.png: no part masks for image {k}")
     lab = merge_parts(parts, name=str(root / 'CelebAMask-HQ-mask-anno' / str(k // 2000) / f'{k:05d}'))
-    img = read_image(root / 'CelebA-HQ-img' / f'{k}.jpg', size)
+    img = read_rgb(root / 'CelebA-HQ-img' / f'{k}.jpg', size, warn=False)
     lab = np.asarray(Image.fromarray(lab, 'L').resize((size, size), Image.NEAREST))
     save_face(out, str(k), img, lab, ext=ext)
 
@@ -883,7 +358,7 @@ def prepare_celebamaskhq(root: str | Path, out: str | Path, size: int, skip_bad:
 def _summary(out: Path, done: list, skipped: list[str]) -> dict:
     split_of = read_split(out) or {}
     info = dict(n=len(done), **{s: sum(v == s for v in split_of.values()) for s in SPLITS}, skipped=skipped)
-    _atomic_text(json.dumps(info, indent=1), out / 'prepare.json')
+    write_text(json.dumps(info, indent=1), out / 'prepare.json')
     if skipped: warnings.warn(f"{out}: skipped {len(skipped)} bad files (listed in {out / 'prepare.json'})")
     return info
 
@@ -900,15 +375,15 @@ def _celeba_one(args):
     img_out, mask_out = out / 'images' / f'{stem}{ext}', out / 'masks' / f'{stem}.png'
     if img_out.exists() and (masks is None or mask_out.exists()): return
     src = img_dir / name
-    im = _decode(src, 'image').convert('RGB')
+    im = decode(src, 'image').convert('RGB')
     img = np.asarray(celeba_crop(im).resize((size, size), Image.BICUBIC))
     if masks is None:
         kw = dict(quality=95) if ext.lower() in ('.jpg', '.jpeg') else {}
-        _atomic_save(Image.fromarray(img), img_out, **kw); return
+        write_image(Image.fromarray(img), img_out, **kw); return
     if callable(masks): lab = validate_labels(np.asarray(masks(img), np.uint8), size=(size, size), name=f"masks({stem})")
     else:
         mp = Path(masks) / f'{stem}.png'
-        lab = read_mask(mp)
+        lab = read_labels(mp)
         if lab.shape[::-1] == im.size: lab = np.asarray(celeba_crop(Image.fromarray(lab, 'L')))
         elif lab.shape[0] != lab.shape[1]: raise DeepSEEError(f"{mp}: mask is {lab.shape[1]}x{lab.shape[0]}; expected {im.size[0]}x{im.size[1]} or square")
         lab = np.asarray(Image.fromarray(lab, 'L').resize((size, size), Image.NEAREST))
@@ -933,14 +408,6 @@ def prepare_celeba(root: str | Path, out: str | Path, masks: str | Path | Callab
         write_identities(out, {Path(n).stem: ident[n] for n in done if n in ident})
     if masks is None: warnings.warn(f"{out}: no masks were given; add {out}/masks/<stem>.png label maps before training")
     return _summary(out, done, skipped)
-
-# %% ../nbs/03_data.ipynb #4cd81272
-def face_grid(images: list[np.ndarray], labels: list[np.ndarray], cols: int = 4) -> Image.Image:
-    "Tile uint8 images with their colourised label maps below them (a figure of faces and masks)."
-    tiles = [np.concatenate([im, colorize(lb)], 0) for im, lb in zip(images, labels)]
-    rows = [np.concatenate(tiles[r:r + cols] + [np.zeros_like(tiles[0])] * (cols - len(tiles[r:r + cols])), 1)
-            for r in range(0, len(tiles), cols)]
-    return Image.fromarray(np.concatenate(rows, 0))
 
 # %% ../nbs/03_data.ipynb #8c9a22f2
 def export_synthetic(out: str | Path, n: int, size: int, seed: int = 0, n_val: int = 0, n_test: int = 0,

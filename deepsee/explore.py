@@ -21,14 +21,14 @@ from safetensors.torch import save_file
 from .core import *
 from .model import DeepSEE, expand_batch
 from .edits import *
+from .imageio import IMAGE_EXTS, decode, read_labels, rgb_of, to_tensor, to_uint8, write_image
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'SESSION_FORMAT', 'SESSION_VERSION', 'default_model_path', 'random_model', 'resolve_device',
-           'load_model', 'load_image', 'to_uint8', 'to_image', 'grid', 'save_png', 'sheet', 'load_mask', 'save_mask',
-           'Result', 'as_generator', 'predict_mask', 'encode_style', 'semantic_cache', 'prepare', 'bf16_autocast',
-           'upscale', 'consistency_error', 'project_consistent', 'style_rows', 'symmetric', 'sample',
-           'default_batch_size', 'render', 'samples', 'walk', 'interpolate', 'transfer', 'restyle', 'Session',
-           'check_outputs', 'progress', 'say', 'main_upscale']
+__all__ = ['SESSION_FORMAT', 'SESSION_VERSION', 'default_model_path', 'random_model', 'resolve_device', 'load_model',
+           'load_image', 'to_image', 'grid', 'save_png', 'sheet', 'load_mask', 'save_mask', 'Result', 'as_generator',
+           'predict_mask', 'encode_style', 'semantic_cache', 'prepare', 'bf16_autocast', 'upscale', 'consistency_error',
+           'project_consistent', 'style_rows', 'symmetric', 'sample', 'default_batch_size', 'render', 'samples', 'walk',
+           'interpolate', 'transfer', 'restyle', 'Session', 'check_outputs', 'progress', 'say', 'main_upscale']
 
 # %% ../nbs/06_explore.ipynb #112a5ee4
 def default_model_path() -> Path:
@@ -92,37 +92,6 @@ def load_model(spec: str | Path | None = None, device='cpu', random_weights: boo
     raise DeepSEEError(f"{spec}: no such model bundle directory or preset (presets: {', '.join(PRESETS)})")
 
 # %% ../nbs/06_explore.ipynb #22857c9c
-IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
-
-def _open_image(path, what: str = 'image') -> Image.Image:
-    "Decode an image file fully; one-line errors for a missing file, a folder or something that is not an image."
-    path = Path(path)
-    if not path.exists(): raise DeepSEEError(f"{path}: no such file")
-    if path.is_dir(): raise DeepSEEError(f"{path}: is a directory, expected an {what} file")
-    try:
-        with Image.open(path) as im:
-            im.load(); return im.copy()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise DeepSEEError(f"{path}: not an {what} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
-
-def _rgb(im: Image.Image, name: str) -> np.ndarray:
-    "RGB uint8 array of any PIL image; grayscale and alpha are converted with a `DeepSEEWarning`."
-    mode = im.mode
-    alpha = mode in ('RGBA', 'LA', 'PA', 'La', 'RGBa') or (mode == 'P' and 'transparency' in im.info)
-    if mode.startswith('I;16') or mode in ('I', 'F'):          # 16-bit / int / float grey
-        a = np.asarray(im, dtype=np.float64)
-        a = a / 257.0 if mode.startswith('I;16') or a.max(initial=0) > 255 else a
-        arr = np.repeat(np.clip(a + 0.5, 0, 255).astype(np.uint8)[..., None], 3, -1)
-    else:
-        arr = np.asarray(im.convert('RGBA' if mode == 'P' else im.mode).convert('RGB'))
-    notes = []
-    if mode in ('1', 'L', 'LA', 'La', 'I', 'F') or mode.startswith('I;16'): notes.append('grayscale converted to RGB')
-    elif mode == 'P' and np.all(arr[..., 0] == arr[..., 1]) and np.all(arr[..., 1] == arr[..., 2]): notes.append('grayscale converted to RGB')
-    elif mode not in ('RGB', 'RGBA', 'P', 'RGBa'): notes.append(f'{mode} converted to RGB')
-    if alpha: notes.append('alpha channel dropped')
-    if notes: warnings.warn(f"{name}: {', '.join(notes)}", DeepSEEWarning, stacklevel=3)
-    return np.array(arr, dtype=np.uint8, copy=True)
-
 def _fit(x: torch.Tensor, size: int, downscale: bool, name: str, what: str) -> torch.Tensor:
     "Check an image against `size`; with `downscale`, centre-crop it square and shrink it (antialiased bicubic)."
     h, w = x.shape[-2:]
@@ -143,21 +112,8 @@ def _fit(x: torch.Tensor, size: int, downscale: bool, name: str, what: str) -> t
 
 def load_image(path, size: int | None = None, downscale: bool = False, what: str = "the model's LR input") -> torch.Tensor:
     "(1,3,H,W) tensor in [-1,1] from an image file; checked against `size` (shrunk to it with `downscale`)."
-    arr = _rgb(_open_image(path), str(path))
-    x = torch.from_numpy(arr).permute(2, 0, 1)[None].float().div(127.5).sub(1)
+    x = to_tensor(rgb_of(decode(path), str(path)))[None]
     return x if size is None else _fit(x, size, downscale, str(path), what)
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    "(3,H,W) / (1,3,H,W) image in [-1,1] -> uint8 (H,W,3); an integer label map (H,W) -> its palette colours."
-    if not x.is_floating_point():
-        lab = x[0] if x.ndim == 3 and x.shape[0] == 1 else x
-        if lab.ndim != 2: raise DeepSEEError(f"to_image: expected one label map (H,W), got shape {tuple(x.shape)}")
-        return colorize(lab)
-    if x.ndim == 4:
-        if x.shape[0] != 1: raise DeepSEEError(f"to_image: expected one image, got a batch of {x.shape[0]} (index it or use grid)")
-        x = x[0]
-    if x.ndim != 3 or x.shape[0] != 3: raise DeepSEEError(f"to_image: expected an image (3,H,W), got shape {tuple(x.shape)}")
-    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
 
 def to_image(x: torch.Tensor, scale: int = 1) -> Image.Image:
     "PIL image of one image tensor in [-1,1] or of a label map (colourised); `scale` enlarges it (nearest)."
@@ -178,11 +134,9 @@ def grid(images, ncol: int | None = None, pad: int = 2, size: int | None = None)
         sheet.paste(t, (pad + (i % ncol) * (s + pad), pad + (i // ncol) * (s + pad)))
     return sheet
 
-_write = atomic_write   # deepsee.core: temp file beside the target, then rename
-
 def save_png(image: Image.Image, path) -> Path:
     "Write a PNG atomically."
-    return _write(path, lambda t: image.save(t, format='PNG', optimize=True))
+    return write_image(image, path, optimize=True)
 
 # %% ../nbs/06_explore.ipynb #99a69143
 def _font(size: int):
@@ -230,23 +184,9 @@ def sheet(rows, title: str | None = None, row_labels=None, col_labels=None, capt
 # %% ../nbs/06_explore.ipynb #f522edbe
 def load_mask(path, size: int | None = None) -> torch.Tensor:
     "(1,H,W) int64 label map from a label-index PNG or a palette-coloured PNG; checked against `size`."
-    im, name = _open_image(path, 'image (mask)'), str(path)
-    if im.mode == 'P' and np.asarray(im).max(initial=0) >= N_LABELS: im = im.convert('RGB')
-    if im.mode in ('RGB', 'RGBA', 'RGBa', 'CMYK', 'YCbCr', 'PA'):
-        rgb = np.asarray(im.convert('RGB'))
-        if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all() and rgb.max(initial=0) < N_LABELS:
-            arr = rgb[..., 0]                       # label indices saved as grey RGB
-        else: arr = palette_to_labels(rgb, name=name)
-    elif im.mode in ('L', 'LA', 'P', 'I', 'I;16', 'I;16B', 'I;16L', '1'):
-        arr = np.asarray(im.convert('L') if im.mode in ('LA', '1') else im).astype(np.int64)
-    else: raise DeepSEEError(f"{name}: unsupported mask image mode {im.mode}")
-    arr = np.asarray(arr)
-    if arr.size and arr.max() >= N_LABELS:
-        v = int(arr.max()); ys, xs = np.nonzero(arr == v)
-        raise DeepSEEError(f"{name}: label value {v} at x={xs[0]}, y={ys[0]} is outside 0..{N_LABELS - 1} "
-                           f"(expected label indices or palette colours)")
+    arr = read_labels(path)
     if size is not None and arr.shape != (size, size):
-        raise DeepSEEError(f"{name}: mask is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (the model's HR size)")
+        raise DeepSEEError(f"{path}: mask is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (the model's HR size)")
     return torch.from_numpy(arr.astype(np.int64))[None]
 
 def save_mask(mask: torch.Tensor, path, colour: bool = True) -> Path:
@@ -530,7 +470,7 @@ class Session:
         meta = dict(format=SESSION_FORMAT, version=str(SESSION_VERSION),
                     json=json.dumps(dict(seed=int(self.seed), model=str(self.model), consistent=bool(self.consistent),
                                          history=self.history, labels=list(LABELS))))
-        return _write(path, lambda tmp: save_file(t, tmp, metadata=meta))
+        return atomic_write(path, lambda tmp: save_file(t, tmp, metadata=meta))
 
     @classmethod
     def load(cls, path) -> 'Session':
@@ -589,7 +529,7 @@ def say(msg: str, err: bool = False) -> None:
 # %% ../nbs/06_explore.ipynb #73870f28
 def _save_style(style: torch.Tensor, path: Path, model: str) -> Path:
     t = {'style': style.detach().float().cpu().contiguous()}
-    return _write(path, lambda tmp: save_file(t, tmp, metadata=dict(labels=','.join(LABELS), model=model)))
+    return atomic_write(path, lambda tmp: save_file(t, tmp, metadata=dict(labels=','.join(LABELS), model=model)))
 
 def _upscale_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='deepsee upscale', description='Super-resolve face images with DeepSEE: the default '

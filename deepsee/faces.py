@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 from .core import DeepSEEError, LABELS, LABEL_INDEX, N_LABELS, colorize, downsample, validate_labels
+from .imageio import read_rgb, write_image, write_text
 
 # %% auto #0
 __all__ = ['FACES_EXTRA', 'HAVE_FACES', 'CONVENTIONS', 'CELEBA_POINTS', 'CELEBA_FRAME', 'CELEBA_TOP', 'MOUTH_FROM_NOSE',
@@ -68,14 +69,7 @@ HAVE_FACES = faces_available()
 # %% ../nbs/10_faces.ipynb #95da4ce6
 def read_photo(path) -> np.ndarray:
     "RGB uint8 array of an image file (EXIF orientation applied); a one-line error for a missing or unreadable file."
-    path = Path(path)
-    if not path.is_file(): raise DeepSEEError(f"{path}: file not found")
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im); im.load()
-            return np.asarray(im.convert('RGB'))
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DeepSEEError(f"{path}: not a readable image ({type(e).__name__})") from None
+    return read_rgb(path, warn=False)
 
 def as_photo(image, name: str = 'image') -> np.ndarray:
     "An (H,W,3) uint8 RGB array from a path, a PIL image or an array (grey, RGB, RGBA; uint8 or floats in [0,1])."
@@ -510,8 +504,7 @@ def parse_problem(labels: np.ndarray, min_skin: float = 0.05) -> str | None:
     return None
 
 def _atomic_json(obj, path: Path):
-    from deepsee.data import _atomic_text
-    _atomic_text(json.dumps(obj, indent=1), path)
+    write_text(json.dumps(obj, indent=1), path)
 
 def label_folder(folder, out, convention: str = 'celebamaskhq', size: int | None = None, landmarks: int = 68,
                  min_side: float = 32, min_score: float = 0.3, upsample: int = 1, device='cpu',
@@ -804,14 +797,13 @@ def _face_outputs(out: Path, stem: str, samples: int, crops: bool) -> list[Path]
     return [out / n for n in names] + old
 
 def _write_faces(a, out: Path, p: Path, stem: str, res: FaceUpscale, model) -> list[str]:
-    from deepsee.data import _atomic_save
     names = [f'{stem}_faces.png'] + [f'{stem}_faces_samples/{k:03d}.png' for k in range(a.samples)]
-    for n, ph in zip(names, res.photos): _atomic_save(Image.fromarray(ph), out / n)
+    for n, ph in zip(names, res.photos): write_image(ph, out / n)
     if a.crops:
         for i in range(len(res.faces)):
-            _atomic_save(Image.fromarray(res.lr[i]), out / f'{stem}_face{i}_lr.png')
-            _atomic_save(Image.fromarray(colorize(res.masks[i])), out / f'{stem}_face{i}_mask.png')
-            for k, sr in enumerate(res.sr): _atomic_save(Image.fromarray(sr[i]), out / f'{stem}_face{i}_sr{k}.png')
+            write_image(res.lr[i], out / f'{stem}_face{i}_lr.png')
+            write_image(colorize(res.masks[i]), out / f'{stem}_face{i}_mask.png')
+            for k, sr in enumerate(res.sr): write_image(sr[i], out / f'{stem}_face{i}_sr{k}.png')
     info = dict(photo=str(p), model=str(model.meta.get('source', a.model)), factor=res.factor, mask=res.mask_mode,
                 samples=a.samples, seed=a.seed, delta=a.delta, guide=a.guide, outputs=names,
                 faces=[f.to_json() for f in res.faces], rejected=res.rejected)

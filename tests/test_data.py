@@ -1,8 +1,9 @@
 "Multi-process checks of deepsee.data: loader workers and preparation workers give the same results as one process."
 import numpy as np, torch
 from PIL import Image
+from deepsee.imageio import read_labels
 from deepsee.data import (SyntheticFaces, make_loader, set_loader_epoch, procedural_face, prepare_celebamaskhq,
-                          read_mask, read_split)
+                          read_split)
 
 
 def _batches(num_workers):
@@ -39,8 +40,8 @@ def test_prepare_celebamaskhq_workers(tmp_path):
     assert one == two and one['n'] == 6
     assert read_split(tmp_path / 'a') == read_split(tmp_path / 'b')
     for k in range(6):
-        assert (read_mask(tmp_path / 'a' / 'masks' / f'{k}.png') == read_mask(tmp_path / 'b' / 'masks' / f'{k}.png')).all()
-        m = read_mask(tmp_path / 'a' / 'masks' / f'{k}.png')
+        assert (read_labels(tmp_path / 'a' / 'masks' / f'{k}.png') == read_labels(tmp_path / 'b' / 'masks' / f'{k}.png')).all()
+        m = read_labels(tmp_path / 'a' / 'masks' / f'{k}.png')
         full = procedural_face(64, k)[1]
         expect = np.where(np.isin(full, [1, 2, 13, 4]), full, 0)
         expect = np.asarray(Image.fromarray(expect.astype(np.uint8)).resize((32, 32), Image.NEAREST))

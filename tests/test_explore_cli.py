@@ -131,7 +131,7 @@ def test_bad_input(env, capsys, case):
     d, _ = env
     base = ['-o', d / f'bad_{case}', '--model', d / 'bundle', '--mask', d / 'mask.png']
     args, fragments = {
-        'not_image': (['-i', d / 'text.png'] + base, [f"{d / 'text.png'}: not an image"]),
+        'not_image': (['-i', d / 'text.png'] + base, [f"{d / 'text.png'}: not a readable image"]),
         'too_large': (['-i', d / 'photo.png'] + base, [f"{d / 'photo.png'}: image is 128x128, larger than", '--downscale']),
         'mask_size': (['-i', d / 'face.png', '-o', d / 'b', '--model', d / 'bundle', '--mask', d / 'small_mask.png'],
                       [f"{d / 'small_mask.png'}: mask is 64x64, expected 128x128"]),
@@ -142,7 +142,7 @@ def test_bad_input(env, capsys, case):
         'no_model': (['-i', d / 'face.png', '-o', d / 'b', '--model', d / 'nowhere'], [f"{d / 'nowhere'}: no such model bundle"]),
         'missing_input': (['-i', d / 'nope.png'] + base, [f"{d / 'nope.png'}: no such file or folder"]),
         'empty_folder': (['-i', d / 'empty'] + base, [f"{d / 'empty'}: no images in this folder"]),
-        'guide_not_image': (['-i', d / 'face.png', '--guide', d / 'text.png'] + base, [f"{d / 'text.png'}: not an image"]),
+        'guide_not_image': (['-i', d / 'face.png', '--guide', d / 'text.png'] + base, [f"{d / 'text.png'}: not a readable image"]),
         'no_segmenter': (['-i', d / 'face.png', '-o', d / 'b', '--model', d / 'noseg'], ['has no segmenter; pass a mask PNG']),
         'bad_device': (['-i', d / 'face.png', '--device', 'quantum'] + base, ['--device quantum: not a device name']),
         'negative_samples': (['-i', d / 'face.png', '--samples', '-2'] + base, ['--samples -2: must be >= 0']),
@@ -173,7 +173,7 @@ def test_entry_point_subprocess(env):
                           '--model', str(d / 'bundle'), '--mask', str(d / 'mask.png')],
                          capture_output=True, text=True, timeout=120, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert bad.returncode == 2 and bad.stderr.strip().count('\n') == 0 and 'Traceback' not in bad.stderr
-    assert bad.stderr.startswith(f"deepsee upscale: error: {d / 'text.png'}: not an image")
+    assert bad.stderr.startswith(f"deepsee upscale: error: {d / 'text.png'}: not a readable image")
     good = subprocess.run([sys.executable, '-c', code, 'upscale', '-i', str(d / 'face.png'), '-o', str(d / 'sub'),
                            '--model', str(d / 'bundle'), '--mask', str(d / 'mask.png'), '--device', 'cpu'],
                           capture_output=True, text=True, timeout=120, env={**os.environ, 'OMP_NUM_THREADS': '1'})

@@ -100,7 +100,8 @@ def test_paste_back_leaves_outside_untouched(photos, factor):
     assert xs.min() > bx0 - margin and xs.max() < bx1 + margin and ys.min() > by0 - margin and ys.max() < by1 + margin
 
 def test_label_cli_end_to_end(photos, tmp_path):
-    from deepsee.data import FolderFaces, read_mask
+    from deepsee.data import FolderFaces
+    from deepsee.imageio import read_labels
     from deepsee.cli import main as cli_main
     src, out = tmp_path / 'photos', tmp_path / 'dataset'
     src.mkdir()
@@ -114,7 +115,7 @@ def test_label_cli_end_to_end(photos, tmp_path):
     stems = sorted(p.stem for p in (out / 'images').iterdir())
     assert stems == ['astronaut_0', 'hopper_jpg_0', 'hopper_png_0'] == sorted(p.stem for p in (out / 'masks').iterdir())
     for s in stems:
-        m = read_mask(out / 'masks' / f'{s}.png')
+        m = read_labels(out / 'masks' / f'{s}.png')
         assert m.shape == (128, 128) and m.max() <= 18 and (m == LABEL_INDEX['skin']).mean() > 0.1
         assert Image.open(out / 'images' / f'{s}.png').size == (128, 128)
     rep = json.loads((out / 'report.json').read_text())
@@ -127,7 +128,7 @@ def test_label_cli_end_to_end(photos, tmp_path):
     assert len(ds) == 3 and ds[1]['labels'].shape == (128, 128)
     # the mirrored photo's mask is the mirror of the original's, with left and right swapped (geometry decides)
     from deepsee.core import flip_labels
-    a, b = read_mask(out / 'masks' / 'hopper_jpg_0.png'), read_mask(out / 'masks' / 'hopper_png_0.png')
+    a, b = read_labels(out / 'masks' / 'hopper_jpg_0.png'), read_labels(out / 'masks' / 'hopper_png_0.png')
     assert (flip_labels(b) == a).mean() > 0.9
     # the dataset is not overwritten by accident; through the CLI that is exit code 2
     with pytest.raises(DeepSEEError, match='already holds a labelled dataset'):
