@@ -273,7 +273,7 @@ PRESETS: dict[str, DeepSEEConfig] = {c.name: c for c in [
     DeepSEEConfig('demo', 16, 8, encoder=EncoderConfig((16, 32, 32, 64), (16, 32, 32, 64), 32),
                   generator=GeneratorConfig(64, 32), discriminator=DiscriminatorConfig(ndf=16),
                   segmenter=SegmenterConfig((8, 16, 32, 32, 64, 64, 64, 64), 64, 16, 64),
-                  train=TrainConfig(batch_size=4, epochs=1, decay_epochs=0, style_noise=0.05, style_recolour=0.5)),
+                  train=TrainConfig(batch_size=4, epochs=1, decay_epochs=0, style_noise=0.05, style_recolour=1.0)),
 ]}
 
 def preset(name: str, **overrides) -> DeepSEEConfig:

@@ -6,17 +6,16 @@ Docs: https://deepsee.github.io/deepsee/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #52f50162
 from __future__ import annotations
-import csv, functools, json, math, warnings
+import csv, json, math, warnings
 from pathlib import Path
 from typing import Callable
 import numpy as np
 from PIL import Image
 import torch
-from .core import (DeepSEEError, LABELS, N_LABELS, LABEL_INDEX, PALETTE, validate_labels, flip_labels,
-                          palette_to_labels, colorize, downsample, atomic_write)
-from .procedural import procedural_face, face_params, face_identity, face_grid, HAIR_STYLES
+from .core import DeepSEEError, LABELS, validate_labels, flip_labels, downsample
+from .procedural import procedural_face
 from .imageio import (IMAGE_EXTS, MASK_MODES, decode, header, label_image, read_labels, read_rgb, to_tensor,
-                             to_uint8, write_image, write_text)
+                             write_image, write_text)
 
 # %% auto #0
 __all__ = ['SPLITS', 'CELEBAMASKHQ_PARTS', 'FaceDataset', 'SyntheticFaces', 'save_face', 'write_split', 'write_identities',

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 from .core import *
-from .architecture import Generator, StyleEncoder, NormBlock, labels_at
+from .architecture import Generator, StyleEncoder, labels_at
 from .model import DeepSEE
 
 # %% auto #0

@@ -6,7 +6,6 @@ Docs: https://deepsee.github.io/deepsee/losses.html.md"""
 
 # %% ../nbs/04b_losses.ipynb #225f8f91
 from __future__ import annotations
-from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file, load_file
 from .core import *
-from .architecture import StyleEncoder, Generator, Discriminator, init_weights, labels_at
+from .architecture import StyleEncoder, Generator, Discriminator
 from .fast import set_modulation as _set_modulation
 
 BUNDLE_FORMAT = 1

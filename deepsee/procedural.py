@@ -7,9 +7,10 @@ Docs: https://deepsee.github.io/deepsee/procedural.html.md"""
 # %% ../nbs/03a_procedural.ipynb #c62a8028
 from __future__ import annotations
 import functools, math
+from typing import Callable
 import numpy as np
 from PIL import Image
-from .core import DeepSEEError, LABELS, N_LABELS, colorize
+from .core import DeepSEEError, N_LABELS, colorize
 
 # %% auto #0
 __all__ = ['HAIR_STYLES', 'face_identity', 'face_params', 'procedural_face', 'face_grid']

@@ -6,7 +6,7 @@ Docs: https://deepsee.github.io/deepsee/research.html.md"""
 
 # %% ../nbs/02c_research.ipynb #660eb3e0
 from __future__ import annotations
-import argparse, hashlib, json, os, re, shutil, sys, tempfile
+import argparse, hashlib, json, os, re, shutil, tempfile
 from dataclasses import replace
 from pathlib import Path
 import torch

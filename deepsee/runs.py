@@ -6,7 +6,7 @@ Docs: https://deepsee.github.io/deepsee/runs.html.md"""
 
 # %% ../nbs/04a_runs.ipynb #f714ad36
 from __future__ import annotations
-import dataclasses, json, os, random, sys, warnings
+import dataclasses, json, os, random, warnings
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np

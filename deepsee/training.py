@@ -7,17 +7,16 @@ Docs: https://deepsee.github.io/deepsee/training.html.md"""
 
 # %% ../nbs/04_training.ipynb #336d65c0
 from __future__ import annotations
-import dataclasses, json, math, os, random, shutil, sys, tempfile, time, warnings
+import dataclasses, json, os, random, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import DeepSEEError, N_LABELS, atomic_write
-from .runs import (CheckpointManager, DistInfo, JsonlLogger, TBWriter, atomic_save, cleanup_distributed,
-                          init_distributed, rng_state, set_rng_state)
+from .runs import (CheckpointManager, JsonlLogger, TBWriter, cleanup_distributed, init_distributed, rng_state,
+                          set_rng_state)
 from .losses import feature_matching_loss, hinge_d_loss, hinge_g_loss, vgg_loss
 
 # %% auto #0

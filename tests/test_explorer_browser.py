@@ -244,7 +244,7 @@ def test_gallery_click_changes_image(server, page):
     box = page.locator('.t-explorer').bounding_box()
     png = page.screenshot(clip=dict(x=box['x'], y=box['y'], width=min(box['width'], 1280), height=min(box['height'], 900)))
     from PIL import Image
-    from deepsee.widgets import save_small
+    from deepsee.walks import save_small
     out = save_small(Image.open(io.BytesIO(png)), ROOT / 'figures' / 'explorer.png', limit=300_000)
     assert out.stat().st_size <= 300_000
 

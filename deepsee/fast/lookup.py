@@ -10,7 +10,6 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from ..core import DeepSEEError
 from ..architecture import Modulation, NormBlock, _leaky, labels_at, shared_mask
 
 # %% auto #0
