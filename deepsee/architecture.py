@@ -119,7 +119,9 @@ class NoiseInjection(nn.Module):
         if not noise: return x
         B, _, H, W = x.shape
         n = torch.randn(B, 1, H, W, generator=generator, device=x.device if generator is None else generator.device)
-        return torch.addcmul(x, self.weight.view(1, -1, 1, 1).to(x.dtype), n.to(x.device, x.dtype))   # one pass, no w * n temporary
+        return torch.addcmul(
+            x, self.weight.view(1, -1, 1, 1).to(x.dtype), n.to(x.device, x.dtype)
+        )  # one pass, no w * n temporary
 
 # %% ../nbs/02_architecture.ipynb #d87654c8
 def _leaky(x: torch.Tensor, slope: float | None) -> torch.Tensor:
@@ -291,7 +293,8 @@ class Generator(nn.Module):
             raise DeepSEEError(f"LR input is {lr.shape[-2]}x{lr.shape[-1]}, this {c.factor}x model takes {c.lr_size}x{c.lr_size}")
         if labels is not None:
             validate_labels(labels, (c.hr_size, c.hr_size), 'mask')
-            if labels.shape[0] != lr.shape[0]: raise DeepSEEError(f"mask batch {labels.shape[0]} != LR batch {lr.shape[0]}")
+            if labels.shape[0] != lr.shape[0]:
+                raise DeepSEEError(f"mask batch {labels.shape[0]} != LR batch {lr.shape[0]}")
         elif c.semantics or c.style: raise DeepSEEError("this generator needs a mask (labels=None given)")
         if c.style:
             if style is None: raise DeepSEEError("this generator needs a style matrix (style=None given)")
@@ -362,7 +365,8 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x):
         feats = []
         for l in self.layers:
-            x = l(x); feats.append(x)
+            x = l(x)
+            feats.append(x)
         return feats
 
 class Discriminator(nn.Module):
@@ -371,7 +375,9 @@ class Discriminator(nn.Module):
         super().__init__()
         d = cfg.discriminator
         self.n_labels = cfg.n_labels
-        self.nets = nn.ModuleList(PatchDiscriminator(3 + cfg.n_labels, d.ndf, d.n_layers, d.first_layer) for _ in range(d.n_scales))
+        self.nets = nn.ModuleList(
+            PatchDiscriminator(3 + cfg.n_labels, d.ndf, d.n_layers, d.first_layer) for _ in range(d.n_scales)
+        )
     def forward(self, image: torch.Tensor, labels: torch.Tensor) -> list[list[torch.Tensor]]:
         x = torch.cat([image, one_hot(labels, self.n_labels, image.dtype)], 1)
         out = []

@@ -14,17 +14,21 @@ __all__ = ['COMMANDS', 'main_info', 'main']
 
 # %% ../nbs/11_cli.ipynb #ffe3f288
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    'info':      ('deepsee.cli', 'main_info', 'parameter count of each network of a preset or model bundle'),
-    'upscale':   ('deepsee.faces', 'main_upscale', 'super-resolve face images, or with --faces whole photos'),
-    'train':     ('deepsee.training', 'main_train', 'train DeepSEE (resumable, torchrun-ready)'),
+    'info': ('deepsee.cli', 'main_info', 'parameter count of each network of a preset or model bundle'),
+    'upscale': ('deepsee.faces', 'main_upscale', 'super-resolve face images, or with --faces whole photos'),
+    'train': ('deepsee.training', 'main_train', 'train DeepSEE (resumable, torchrun-ready)'),
     'train-seg': ('deepsee.seg_training', 'main_train_seg', 'train the LR -> HR mask segmenter'),
-    'prepare':   ('deepsee.data', 'main_prepare', 'prepare CelebA / CelebAMask-HQ / procedural faces as a dataset folder'),
-    'eval':      ('deepsee.evaluation', 'main_eval', 'evaluate models and bicubic: PSNR, SSIM, LPIPS, FID, ...'),
+    'prepare': (
+        'deepsee.data',
+        'main_prepare',
+        'prepare CelebA / CelebAMask-HQ / procedural faces as a dataset folder',
+    ),
+    'eval': ('deepsee.evaluation', 'main_eval', 'evaluate models and bicubic: PSNR, SSIM, LPIPS, FID, ...'),
     'reproduce': ('deepsee.reproduce', 'main_reproduce', "rerun the experiment notebooks with papermill"),
-    'explorer':  ('deepsee.widgets', 'main_explorer', 'serve the interactive explorer with Voila'),
-    'label':     ('deepsee.faces', 'main_label', 'detect, align and parse faces of a photo folder into a dataset'),
-    'export':    ('deepsee.export', 'main_export', 'export generator + encoder to ONNX'),
-    'convert':   ('deepsee.research', 'main_convert', "convert the DeepSEE authors' released checkpoints to a bundle"),
+    'explorer': ('deepsee.widgets', 'main_explorer', 'serve the interactive explorer with Voila'),
+    'label': ('deepsee.faces', 'main_label', 'detect, align and parse faces of a photo folder into a dataset'),
+    'export': ('deepsee.export', 'main_export', 'export generator + encoder to ONNX'),
+    'convert': ('deepsee.research', 'main_convert', "convert the DeepSEE authors' released checkpoints to a bundle"),
 }
 
 def main_info(argv: list[str]) -> int:
@@ -52,14 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ('-V', '--version'):
         from deepsee import __version__
-        print(f'deepsee {__version__}'); return 0
+        print(f'deepsee {__version__}')
+        return 0
     if not argv or argv[0] in ('-h', '--help'):
         print('usage: deepsee <command> [options]  (deepsee <command> --help; deepsee --version)\n\ncommands:')
         for k, (_, _, h) in COMMANDS.items(): print(f'  {k:<10} {h}')
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
-        print(f"deepsee: error: unknown command {cmd!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr); return 2
+        print(f"deepsee: error: unknown command {cmd!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
     mod, fn, _ = COMMANDS[cmd]
     try:
         try: f = getattr(importlib.import_module(mod), fn)
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             raise DeepSEEError(f"command {cmd!r} is not available in this installation ({e})") from None
         return int(f(rest) or 0)
     except DeepSEEError as e:
-        print(f"deepsee {cmd}: error: {e}", file=sys.stderr); return 2
+        print(f"deepsee {cmd}: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"deepsee {cmd}: interrupted", file=sys.stderr); return 130
+        print(f"deepsee {cmd}: interrupted", file=sys.stderr)
+        return 130

@@ -29,7 +29,8 @@ class DeepSEEWarning(UserWarning):
 import os, tempfile
 from pathlib import Path
 
-_UMASK = os.umask(0); os.umask(_UMASK)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 def atomic_write(path, write) -> Path:
     "Call `write(tmp_path)` on a temp file beside `path`, then rename it to `path` (normal permissions)."
@@ -214,10 +215,10 @@ class TrainConfig:
     betas: tuple[float, float] = (0.0, 0.9)
     lambda_feat: float = 10.0       # feature matching
     lambda_vgg: float = 10.0        # VGG19 perceptual
-    lambda_l1: float = 0.0          # pixel L1 to the HR image: not in the paper (0); the demo preset uses it to train fast
+    lambda_l1: float = 0.0  # pixel L1 to the HR image: not in the paper (0); the demo preset uses it to train fast
     style_noise: float = 0.2        # delta of S' = S + U(-delta, delta): 0.2 independent, 0.05 guided
     hr_style_prob: float = 0.5      # independent: share of iterations that encode the style from the HR image
-    style_recolour: float = 0.0     # not in the paper (0): share of HR-style iterations whose target and style image get
+    style_recolour: float = 0.0  # not in the paper (0): share of HR-style iterations whose target and style image get
                                     # one region recoloured (the LR input not), so the style steers colour (demo preset)
     init_gain: float = 0.02         # xavier init gain
     ema_decay: float = 0.0          # generator EMA (0 = off)
@@ -246,7 +247,8 @@ class DeepSEEConfig:
         for what, value, allowed in [('encoder.pooling', self.encoder.pooling, ('area', 'image_mean')),
                                      ('generator.norm', self.generator.norm, ('batch', 'instance')),
                                      ('discriminator.first_layer', self.discriminator.first_layer, ('spectral_instance', 'plain'))]:
-            if value not in allowed: raise DeepSEEError(f"config {self.name}: {what} must be one of {allowed}, got {value!r}")
+            if value not in allowed:
+                raise DeepSEEError(f"config {self.name}: {what} must be one of {allowed}, got {value!r}")
     @property
     def hr_size(self) -> int: return self.lr_size * self.factor
     @property
@@ -260,8 +262,12 @@ class DeepSEEConfig:
 
 # %% ../nbs/00_core.ipynb #a6248cb0
 _HQ_TRAIN = TrainConfig(batch_size=1, epochs=75, decay_epochs=25)
-_TINY_NETS = dict(encoder=EncoderConfig((4, 8, 8, 16), (4, 8, 8, 16), 8), generator=GeneratorConfig(16, 8),
-                  discriminator=DiscriminatorConfig(ndf=8), segmenter=SegmenterConfig((4, 8, 8, 16, 16, 16, 16, 16), 16, 8, 16))
+_TINY_NETS = dict(
+    encoder=EncoderConfig((4, 8, 8, 16), (4, 8, 8, 16), 8),
+    generator=GeneratorConfig(16, 8),
+    discriminator=DiscriminatorConfig(ndf=8),
+    segmenter=SegmenterConfig((4, 8, 8, 16, 16, 16, 16, 16), 16, 8, 16),
+)
 
 PRESETS: dict[str, DeepSEEConfig] = {c.name: c for c in [
     DeepSEEConfig('celeba_8x', 16, 8),

@@ -28,7 +28,9 @@ SPLITS = ('train', 'val', 'test')
 
 class FaceDataset(torch.utils.data.Dataset):
     "Base of all datasets: subclasses set `names`, `identities`, `source` and implement `load(j) -> (uint8 HxWx3, uint8 HxW)`."
-    names: list[str]; identities: list[int]; source: str = 'dataset'
+    names: list[str]
+    identities: list[int]
+    source: str = 'dataset'
 
     def __init__(self, hr_size: int, factor: int, split: str = 'train', guided: bool = False, flip: bool = False,
                  seed: int = 0, skip_bad: bool = False):
@@ -50,7 +52,9 @@ class FaceDataset(torch.utils.data.Dataset):
         if not self.index: raise DeepSEEError(f"{self.source}: split {self.split!r} is empty")
 
     def __len__(self) -> int: return len(self.index)
-    def set_epoch(self, epoch: int): "Make flips and guide choices of this epoch (a function of seed, epoch, index)."; self.epoch = int(epoch)
+    def set_epoch(self, epoch: int):
+        "Make flips and guide choices of this epoch (a function of seed, epoch, index)."
+        self.epoch = int(epoch)
     def load(self, j: int) -> tuple[np.ndarray, np.ndarray]: raise NotImplementedError
 
     def _load_ok(self, j: int, rng, pool: list[int] | None = None) -> tuple[int, np.ndarray, np.ndarray]:
@@ -170,14 +174,17 @@ class FolderFaces(FaceDataset):
     def __init__(self, root: str | Path, hr_size: int, factor: int, split: str = 'train', guided: bool = False,
                  flip: bool = False, skip_bad: bool = False, seed: int = 0, check: bool = True):
         super().__init__(hr_size, factor, split, guided, flip, seed, skip_bad)
-        root = self.root = Path(root); self.source = str(root)
+        root = self.root = Path(root)
+        self.source = str(root)
         if not root.is_dir(): raise DeepSEEError(f"{root}: data folder not found")
         for sub in ('images', 'masks'):
-            if not (root / sub).is_dir(): raise DeepSEEError(f"{root / sub}: folder not found (expected {root}/images and {root}/masks)")
+            if not (root / sub).is_dir():
+                raise DeepSEEError(f"{root / sub}: folder not found (expected {root}/images and {root}/masks)")
         images: dict[str, Path] = {}
         for p in sorted((root / 'images').iterdir()):
             if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith('.'):
-                if p.stem in images: raise DeepSEEError(f"{p}: two images share the stem {p.stem!r} ({images[p.stem].name})")
+                if p.stem in images:
+                    raise DeepSEEError(f"{p}: two images share the stem {p.stem!r} ({images[p.stem].name})")
                 images[p.stem] = p
         split_of = read_split(root)
         stems = sorted(images) if split_of is None else [s for s, sp in split_of.items() if sp == split]
@@ -188,30 +195,42 @@ class FolderFaces(FaceDataset):
             ip = images.get(stem, root / 'images' / f'{stem}.png')
             mp = root / 'masks' / f'{stem}.png'
             try:
-                if stem not in images: raise DeepSEEError(f"{root / 'images' / stem}.(png|jpg): missing image (listed in the split file)")
+                if stem not in images:
+                    raise DeepSEEError(f"{root / 'images' / stem}.(png|jpg): missing image (listed in the split file)")
                 if check: self._check(ip, mp)
             except DeepSEEError as e:
                 if not skip_bad: raise
-                self.skipped.append(str(e)); continue
-            self.names.append(stem); self.image_paths.append(ip); self.mask_paths.append(mp)
+                self.skipped.append(str(e))
+                continue
+            self.names.append(stem)
+            self.image_paths.append(ip)
+            self.mask_paths.append(mp)
             if stem in ident: self.identities.append(ident[stem])
-            else: self.identities.append(next_id); next_id += 1
-        if self.skipped: warnings.warn(f"{root}: skipped {len(self.skipped)} bad files in split {split!r} (see .skipped); first: {self.skipped[0]}")
+            else:
+                self.identities.append(next_id)
+                next_id += 1
+        if self.skipped:
+            warnings.warn(
+                f"{root}: skipped {len(self.skipped)} bad files in split {split!r} (see .skipped); first: {self.skipped[0]}"
+            )
         self._index()
 
     def _check(self, ip: Path, mp: Path):
         "Cheap header checks: both files exist and decode their headers, the image is square, sizes agree."
         (w, h), _ = header(ip, 'image')
         (mw, mh), mode = header(mp, 'mask')
-        if w != h: raise DeepSEEError(f"{ip}: image is {w}x{h}; faces must be square")
+        if w != h:
+            raise DeepSEEError(f"{ip}: image is {w}x{h}; faces must be square")
         if (mw, mh) != (w, h): raise DeepSEEError(f"{mp}: mask is {mw}x{mh} but its image is {w}x{h}")
         if mode not in MASK_MODES: raise DeepSEEError(f"{mp}: unsupported mask mode {mode}")
 
     def load(self, j: int) -> tuple[np.ndarray, np.ndarray]:
         ip, mp = self.image_paths[j], self.mask_paths[j]
         img, lab = read_rgb(ip, warn=False), read_labels(mp)
-        if img.shape[:2] != lab.shape: raise DeepSEEError(f"{mp}: mask is {lab.shape[1]}x{lab.shape[0]} but its image is {img.shape[1]}x{img.shape[0]}")
-        if img.shape[0] != img.shape[1]: raise DeepSEEError(f"{ip}: image is {img.shape[1]}x{img.shape[0]}; faces must be square")
+        if img.shape[:2] != lab.shape:
+            raise DeepSEEError(f"{mp}: mask is {lab.shape[1]}x{lab.shape[0]} but its image is {img.shape[1]}x{img.shape[0]}")
+        if img.shape[0] != img.shape[1]:
+            raise DeepSEEError(f"{ip}: image is {img.shape[1]}x{img.shape[0]}; faces must be square")
         s = self.hr_size
         if img.shape[:2] != (s, s):
             img = np.asarray(Image.fromarray(img).resize((s, s), Image.BICUBIC))
@@ -226,7 +245,8 @@ def make_dataset(spec: str, hr_size: int, factor: int, split: str = 'train', gui
     if spec.startswith('synthetic:'):
         parts = spec.split(':')[1:]
         try: n, k = int(parts[0]), (int(parts[1]) if len(parts) > 1 else None)
-        except (ValueError, IndexError): raise DeepSEEError(f"{spec}: expected synthetic:N or synthetic:N:K with integers") from None
+        except (ValueError, IndexError):
+            raise DeepSEEError(f"{spec}: expected synthetic:N or synthetic:N:K with integers") from None
         if len(parts) > 2: raise DeepSEEError(f"{spec}: expected synthetic:N or synthetic:N:K")
         return SyntheticFaces(n, hr_size, factor, seed=seed, n_identities=k, flip=flip, guided=guided, split=split)
     return FolderFaces(spec, hr_size, factor, split=split, guided=guided, flip=flip, skip_bad=skip_bad, seed=seed)
@@ -248,7 +268,8 @@ def set_loader_epoch(loader: torch.utils.data.DataLoader, epoch: int):
     "Make epoch `epoch` of a `make_loader` loader reproducible: reseed its shuffle and set the sampler's and dataset's epoch."
     if hasattr(loader.sampler, 'set_epoch'): loader.sampler.set_epoch(epoch)
     if hasattr(loader.dataset, 'set_epoch'): loader.dataset.set_epoch(epoch)
-    if loader.generator is not None: loader.generator.manual_seed(getattr(loader, 'deepsee_seed', 0) * 1_000_003 + int(epoch))
+    if loader.generator is not None:
+        loader.generator.manual_seed(getattr(loader, 'deepsee_seed', 0) * 1_000_003 + int(epoch))
 
 # %% ../nbs/03_data.ipynb #e7afe345
 CELEBAMASKHQ_PARTS = LABELS[1:]   # skin, nose, eye_g, l_eye, r_eye, l_brow, r_brow, l_ear, r_ear, mouth, ...
@@ -268,7 +289,8 @@ def merge_parts(part_masks: dict[str, np.ndarray], shape: tuple[int, int] | None
     for k, part in enumerate(CELEBAMASKHQ_PARTS, start=1):
         if part in part_masks:
             m = np.asarray(part_masks[part])
-            if m.shape[:2] != tuple(shape): raise DeepSEEError(f"{name}_{part}.png: is {m.shape[1]}x{m.shape[0]}, other parts are {shape[1]}x{shape[0]}")
+            if m.shape[:2] != tuple(shape):
+                raise DeepSEEError(f"{name}_{part}.png: is {m.shape[1]}x{m.shape[0]}, other parts are {shape[1]}x{shape[0]}")
             out[m.astype(bool)] = k
     return out
 
@@ -286,7 +308,8 @@ def _ints(rows: list[list[str]], cols: tuple[int, ...], path: Path) -> list[list
     out = []
     for r in rows:
         try: out.append([int(v) if i in cols else v for i, v in enumerate(r)])
-        except ValueError: raise DeepSEEError(f"{path}: expected integers in columns {cols}, got {' '.join(r)!r}") from None
+        except ValueError:
+            raise DeepSEEError(f"{path}: expected integers in columns {cols}, got {' '.join(r)!r}") from None
     return out
 
 def _run_items(items: list, fn: Callable, skip_bad: bool, workers: int, progress: bool, desc: str) -> list[str]:
@@ -313,7 +336,9 @@ def _run_items(items: list, fn: Callable, skip_bad: bool, workers: int, progress
     return skipped
 
 def _safe_call(fn, item) -> str | None:
-    try: fn(item); return None
+    try:
+        fn(item)
+        return None
     except DeepSEEError as e: return str(e)
 
 def _celebamaskhq_one(args):
@@ -325,7 +350,10 @@ def _celebamaskhq_one(args):
     for part in CELEBAMASKHQ_PARTS:
         p = root / 'CelebAMask-HQ-mask-anno' / str(k // 2000) / f'{k:05d}_{part}.png'
         if p.exists(): parts[part] = np.asarray(decode(p, 'part mask').convert('L')) > 127
-    if not parts: raise DeepSEEError(f"{root / 'CelebAMask-HQ-mask-anno' / str(k // 2000) / f'{k:05d}'}_*.png: no part masks for image {k}")
+    if not parts:
+        raise DeepSEEError(
+            f"{root / 'CelebAMask-HQ-mask-anno' / str(k // 2000) / f'{k:05d}'}_*.png: no part masks for image {k}"
+        )
     lab = merge_parts(parts, name=str(root / 'CelebAMask-HQ-mask-anno' / str(k // 2000) / f'{k:05d}'))
     img = read_rgb(root / 'CelebA-HQ-img' / f'{k}.jpg', size, warn=False)
     lab = np.asarray(Image.fromarray(lab, 'L').resize((size, size), Image.NEAREST))
@@ -336,16 +364,23 @@ def prepare_celebamaskhq(root: str | Path, out: str | Path, size: int, skip_bad:
                          progress: bool = True) -> dict:
     "Prepare CelebAMask-HQ at `size`: merged 19-class masks, resized images, official split, identities if known."
     root, out = Path(root), Path(out)
-    if not (root / 'CelebA-HQ-img').is_dir(): raise DeepSEEError(f"{root / 'CelebA-HQ-img'}: folder not found (is {root} the CelebAMask-HQ folder?)")
+    if not (root / 'CelebA-HQ-img').is_dir():
+        raise DeepSEEError(f"{root / 'CelebA-HQ-img'}: folder not found (is {root} the CelebAMask-HQ folder?)")
     mpath = root / 'CelebA-HQ-to-CelebA-mapping.txt'
-    orig = {r[0]: (r[1], r[2]) for r in _ints(_read_table(mpath, 'mapping file (the official split needs it)', 3), (0, 1), mpath)}
+    orig = {
+        r[0]: (r[1], r[2])
+        for r in _ints(_read_table(mpath, 'mapping file (the official split needs it)', 3), (0, 1), mpath)
+    }
     ks = sorted(int(p.stem) for p in (root / 'CelebA-HQ-img').glob('*.jpg') if p.stem.isdigit())
     if not ks: raise DeepSEEError(f"{root / 'CelebA-HQ-img'}: no images k.jpg")
     unmapped = [k for k in ks if k not in orig]
-    if unmapped and not skip_bad: raise DeepSEEError(f"{root / 'CelebA-HQ-img' / f'{unmapped[0]}.jpg'}: not in CelebA-HQ-to-CelebA-mapping.txt")
+    if unmapped and not skip_bad:
+        raise DeepSEEError(f"{root / 'CelebA-HQ-img' / f'{unmapped[0]}.jpg'}: not in CelebA-HQ-to-CelebA-mapping.txt")
     skipped = [f"{root / 'CelebA-HQ-img' / f'{k}.jpg'}: not in CelebA-HQ-to-CelebA-mapping.txt" for k in unmapped]
     ks = [k for k in ks if k in orig]
-    skipped += _run_items([(k, root, out, int(size), ext) for k in ks], _celebamaskhq_one, skip_bad, workers, progress, 'CelebAMask-HQ')
+    skipped += _run_items(
+        [(k, root, out, int(size), ext) for k in ks], _celebamaskhq_one, skip_bad, workers, progress, 'CelebAMask-HQ'
+    )
     done = [k for k in ks if (out / 'images' / f'{k}{ext}').exists() and (out / 'masks' / f'{k}.png').exists()]
     write_split(out, {str(k): celebamaskhq_split(orig[k][0]) for k in done})
     ident_path = Path(identity_file) if identity_file else root / 'identity_CelebA.txt'
@@ -364,7 +399,8 @@ def _summary(out: Path, done: list, skipped: list[str]) -> dict:
 # %% ../nbs/03_data.ipynb #7bc685ba
 def celeba_crop(img: Image.Image) -> Image.Image:
     "The square centre crop of an aligned CelebA image (178 x 218 -> 178 x 178)."
-    w, h = img.size; s = min(w, h)
+    w, h = img.size
+    s = min(w, h)
     return img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
 
 def _celeba_one(args):
@@ -378,13 +414,16 @@ def _celeba_one(args):
     img = np.asarray(celeba_crop(im).resize((size, size), Image.BICUBIC))
     if masks is None:
         kw = dict(quality=95) if ext.lower() in ('.jpg', '.jpeg') else {}
-        write_image(Image.fromarray(img), img_out, **kw); return
-    if callable(masks): lab = validate_labels(np.asarray(masks(img), np.uint8), size=(size, size), name=f"masks({stem})")
+        write_image(Image.fromarray(img), img_out, **kw)
+        return
+    if callable(masks):
+        lab = validate_labels(np.asarray(masks(img), np.uint8), size=(size, size), name=f"masks({stem})")
     else:
         mp = Path(masks) / f'{stem}.png'
         lab = read_labels(mp)
         if lab.shape[::-1] == im.size: lab = np.asarray(celeba_crop(Image.fromarray(lab, 'L')))
-        elif lab.shape[0] != lab.shape[1]: raise DeepSEEError(f"{mp}: mask is {lab.shape[1]}x{lab.shape[0]}; expected {im.size[0]}x{im.size[1]} or square")
+        elif lab.shape[0] != lab.shape[1]:
+            raise DeepSEEError(f"{mp}: mask is {lab.shape[1]}x{lab.shape[0]}; expected {im.size[0]}x{im.size[1]} or square")
         lab = np.asarray(Image.fromarray(lab, 'L').resize((size, size), Image.NEAREST))
     save_face(out, stem, img, lab, ext=ext)
 
@@ -392,27 +431,36 @@ def prepare_celeba(root: str | Path, out: str | Path, masks: str | Path | Callab
                    skip_bad: bool = False, workers: int = 0, ext: str = '.png', progress: bool = True) -> dict:
     "Prepare CelebA: centre crop 178, resize to `size`, official partition, identities; masks from a folder or a function."
     root, out = Path(root), Path(out)
-    if not (root / 'img_align_celeba').is_dir(): raise DeepSEEError(f"{root / 'img_align_celeba'}: folder not found (is {root} the CelebA folder?)")
+    if not (root / 'img_align_celeba').is_dir():
+        raise DeepSEEError(f"{root / 'img_align_celeba'}: folder not found (is {root} the CelebA folder?)")
     img_dir = root / 'img_align_celeba'
     if (img_dir / 'img_align_celeba').is_dir(): img_dir = img_dir / 'img_align_celeba'   # the Kaggle copy nests it
-    part = {r[0]: r[1] for r in _read_table(root / 'list_eval_partition.txt', 'partition file (the official split needs it)')}
-    if masks is not None and not callable(masks) and not Path(masks).is_dir(): raise DeepSEEError(f"{masks}: mask folder not found")
+    part = {
+        r[0]: r[1] for r in _read_table(root / 'list_eval_partition.txt', 'partition file (the official split needs it)')
+    }
+    if masks is not None and not callable(masks) and not Path(masks).is_dir():
+        raise DeepSEEError(f"{masks}: mask folder not found")
     names = sorted(part)
     skipped = _run_items([(n, img_dir, out, int(size), ext, masks) for n in names], _celeba_one, skip_bad,
                          workers if not callable(masks) else 0, progress, 'CelebA')
     done = [n for n in names if (out / 'images' / f'{Path(n).stem}{ext}').exists()]
     write_split(out, {Path(n).stem: {'0': 'train', '1': 'val', '2': 'test'}.get(part[n], part[n]) for n in done})
     if (root / 'identity_CelebA.txt').exists() or (root / 'identity_CelebA.csv').exists():
-        ident = {r[0]: r[1] for r in _ints(_read_table(root / 'identity_CelebA.txt', 'identity file'), (1,), root / 'identity_CelebA.txt')}
+        ident = {
+            r[0]: r[1]
+            for r in _ints(_read_table(root / 'identity_CelebA.txt', 'identity file'), (1,), root / 'identity_CelebA.txt')
+        }
         write_identities(out, {Path(n).stem: ident[n] for n in done if n in ident})
-    if masks is None: warnings.warn(f"{out}: no masks were given; add {out}/masks/<stem>.png label maps before training")
+    if masks is None:
+        warnings.warn(f"{out}: no masks were given; add {out}/masks/<stem>.png label maps before training")
     return _summary(out, done, skipped)
 
 # %% ../nbs/03_data.ipynb #8c9a22f2
 def export_synthetic(out: str | Path, n: int, size: int, seed: int = 0, n_val: int = 0, n_test: int = 0,
                      n_identities: int | None = None, palette: bool = False, progress: bool = False) -> dict:
     "Write SYNTHETIC procedural faces (train/val/test as in `SyntheticFaces`) as a prepared folder."
-    out = Path(out); split_of, ident = {}, {}
+    out = Path(out)
+    split_of, ident = {}, {}
     for split, m in (('train', n), ('val', n_val), ('test', n_test)):
         if m <= 0: continue
         ds = SyntheticFaces(m, size, 1, seed=seed, split=split,
@@ -423,31 +471,50 @@ def export_synthetic(out: str | Path, n: int, size: int, seed: int = 0, n_val: i
             it = tqdm(it, desc=f'synthetic {split}', unit='img')
         for j in it:
             save_face(out, ds.names[j], *ds.load(j), palette=palette)
-            split_of[ds.names[j]] = split; ident[ds.names[j]] = ds.identities[j]
-    write_split(out, split_of); write_identities(out, ident)
+            split_of[ds.names[j]] = split
+            ident[ds.names[j]] = ds.identities[j]
+    write_split(out, split_of)
+    write_identities(out, ident)
     return _summary(out, list(split_of), [])
 
 def main_prepare(argv: list[str]) -> int:
     "`deepsee prepare {celebamaskhq,celeba,synthetic} ...`: write a prepared dataset folder; prints a JSON summary."
     import argparse
-    ap = argparse.ArgumentParser(prog='deepsee prepare', description='Prepare a face dataset folder (images/, masks/, split.csv, identities.csv).')
+    ap = argparse.ArgumentParser(
+        prog='deepsee prepare', description='Prepare a face dataset folder (images/, masks/, split.csv, identities.csv).'
+    )
     sub = ap.add_subparsers(dest='kind', required=True)
     a = sub.add_parser('celebamaskhq', help='CelebAMask-HQ: merge part masks, resize, official split')
-    a.add_argument('root'); a.add_argument('out'); a.add_argument('--size', type=int, required=True)
-    a.add_argument('--identity-file', default=None, help='CelebA identity_CelebA.txt (default: ROOT/identity_CelebA.txt if present)')
+    a.add_argument('root')
+    a.add_argument('out')
+    a.add_argument('--size', type=int, required=True)
+    a.add_argument(
+        '--identity-file', default=None, help='CelebA identity_CelebA.txt (default: ROOT/identity_CelebA.txt if present)'
+    )
     b = sub.add_parser('celeba', help='CelebA: centre crop 178, resize, official partition, identities')
-    b.add_argument('root'); b.add_argument('out'); b.add_argument('--size', type=int, default=128)
+    b.add_argument('root')
+    b.add_argument('out')
+    b.add_argument('--size', type=int, default=128)
     m = b.add_mutually_exclusive_group()
     m.add_argument('--masks', default=None, help='folder of label PNGs named like the images')
-    m.add_argument('--masks-from', default=None, metavar='SEGMENTER', help='a `deepsee train-seg` bundle: masks predicted '
-                   'from the downscaled images, as the paper made CelebA masks')
+    m.add_argument(
+        '--masks-from',
+        default=None,
+        metavar='SEGMENTER',
+        help='a `deepsee train-seg` bundle: masks predicted from the downscaled images, as the paper made CelebA masks',
+    )
     for p in (a, b):
-        p.add_argument('--workers', type=int, default=0); p.add_argument('--skip-bad', action='store_true')
+        p.add_argument('--workers', type=int, default=0)
+        p.add_argument('--skip-bad', action='store_true')
         p.add_argument('--jpg', action='store_true', help='write JPEG images (quality 95) instead of PNG')
     c = sub.add_parser('synthetic', help='SYNTHETIC procedural faces with exact labels')
-    c.add_argument('out'); c.add_argument('--n', type=int, required=True); c.add_argument('--size', type=int, default=128)
-    c.add_argument('--val', type=int, default=0); c.add_argument('--test', type=int, default=0)
-    c.add_argument('--identities', type=int, default=None); c.add_argument('--seed', type=int, default=0)
+    c.add_argument('out')
+    c.add_argument('--n', type=int, required=True)
+    c.add_argument('--size', type=int, default=128)
+    c.add_argument('--val', type=int, default=0)
+    c.add_argument('--test', type=int, default=0)
+    c.add_argument('--identities', type=int, default=None)
+    c.add_argument('--seed', type=int, default=0)
     c.add_argument('--palette', action='store_true', help='palette-mode masks (indices that display in colour)')
     args = ap.parse_args(argv)
     if args.kind == 'celebamaskhq':
@@ -458,8 +525,12 @@ def main_prepare(argv: list[str]) -> int:
         if args.masks_from:
             from deepsee.segmentation import segmenter_masks
             masks = segmenter_masks(args.masks_from, args.size)
-        info = prepare_celeba(args.root, args.out, masks, args.size, args.skip_bad, args.workers, '.jpg' if args.jpg else '.png')
+        info = prepare_celeba(
+            args.root, args.out, masks, args.size, args.skip_bad, args.workers, '.jpg' if args.jpg else '.png'
+        )
     else:
-        info = export_synthetic(args.out, args.n, args.size, args.seed, args.val, args.test, args.identities, args.palette, progress=True)
+        info = export_synthetic(
+            args.out, args.n, args.size, args.seed, args.val, args.test, args.identities, args.palette, progress=True
+        )
     print(json.dumps({k: (len(v) if k == 'skipped' else v) for k, v in info.items()}))
     return 0

@@ -19,7 +19,8 @@ def _mask_in(mask):
     "(B,H,W) int64 torch view of a mask and a function that converts a result back to the input's type and shape."
     is_np = isinstance(mask, np.ndarray)
     t = torch.from_numpy(np.asarray(mask)) if is_np else mask
-    if not torch.is_tensor(t) or t.is_floating_point(): raise DeepSEEError("mask: expected an integer label map (H,W) or (B,H,W)")
+    if not torch.is_tensor(t) or t.is_floating_point():
+        raise DeepSEEError("mask: expected an integer label map (H,W) or (B,H,W)")
     validate_labels(t)
     nd, dtype = t.ndim, t.dtype
     t3 = (t[None] if nd == 2 else t).long()
@@ -32,7 +33,8 @@ def _bool_in(stroke, like: torch.Tensor, name: str = 'stroke') -> torch.Tensor:
     s = torch.from_numpy(np.asarray(stroke)) if isinstance(stroke, np.ndarray) else stroke
     s = s.to(like.device).bool()
     if s.ndim == 2: s = s[None]
-    if s.shape[-2:] != like.shape[-2:]: raise DeepSEEError(f"{name}: shape {tuple(s.shape)} does not match the mask {tuple(like.shape)}")
+    if s.shape[-2:] != like.shape[-2:]:
+        raise DeepSEEError(f"{name}: shape {tuple(s.shape)} does not match the mask {tuple(like.shape)}")
     return s.expand_as(like)
 
 def _labels(spec) -> list[int]:
@@ -58,7 +60,8 @@ def _nearest_fill(m: torch.Tensor, todo: torch.Tensor, exclude=()) -> torch.Tens
         cnt = F.conv2d(votes, kernel, padding=1, groups=N_LABELS)
         new = left & (cnt.sum(1) > 0)
         if not new.any():                      # nothing known to grow from: background
-            out[left] = 0; break
+            out[left] = 0
+            break
         lab = cnt.argmax(1)
         out[new] = lab[new]
         votes += F.one_hot(lab, N_LABELS).permute(0, 3, 1, 2).float() * new[:, None]
@@ -95,7 +98,8 @@ def erase(mask, stroke, fill='nearest'):
     m, back = _mask_in(mask)
     s = _bool_in(stroke, m)
     if fill == 'nearest': return back(_nearest_fill(m, s))
-    out = m.clone(); out[s] = label_index(fill)
+    out = m.clone()
+    out[s] = label_index(fill)
     return back(out)
 
 def dilate(mask, label, px: int, over=None):
@@ -104,7 +108,8 @@ def dilate(mask, label, px: int, over=None):
     k = label_index(label)
     grow = _grow(m == k, px) & (m != k)
     if over is not None: grow &= torch.isin(m, torch.tensor(_labels(over), device=m.device))
-    out = m.clone(); out[grow] = k
+    out = m.clone()
+    out[grow] = k
     return back(out)
 
 def erode(mask, label, px: int):
@@ -122,7 +127,8 @@ def close_mouth(mask):
 def more_hair(mask, px: int | None = None, over=('background',)):
     "Fuller hair: grow the hair region by `px` pixels (default HR/32) into `over` (default: the background)."
     m, back = _mask_in(mask)
-    if not (m == LABEL_INDEX['hair']).any(): raise DeepSEEError("mask: there is no hair region to grow (paint some first)")
+    if not (m == LABEL_INDEX['hair']).any():
+        raise DeepSEEError("mask: there is no hair region to grow (paint some first)")
     return back(dilate(m, 'hair', px or max(1, m.shape[-1] // 32), over))
 
 def add_glasses(mask, size: float = 1.0, lens: bool = True):
@@ -139,8 +145,10 @@ def add_glasses(mask, size: float = 1.0, lens: bool = True):
             yy, xx = torch.nonzero(m[b] == k, as_tuple=True)
             if len(yy) == 0: continue
             cy, cx = yy.float().mean(), xx.float().mean()
-            rx = max(float(xx.max() - xx.min() + 1) / 2, 1.0); ry = max(float(yy.max() - yy.min() + 1) / 2, 1.0)
-            a = max(rx * 1.7, H / 40) * size; bb = max(ry * 2.4, a * 0.75)
+            rx = max(float(xx.max() - xx.min() + 1) / 2, 1.0)
+            ry = max(float(yy.max() - yy.min() + 1) / 2, 1.0)
+            a = max(rx * 1.7, H / 40) * size
+            bb = max(ry * 2.4, a * 0.75)
             r = ((xs - cx) / a) ** 2 + ((ys - cy) / bb) ** 2
             ring = (r <= 1) & (((xs - cx) / max(a - t, 0.5)) ** 2 + ((ys - cy) / max(bb - t, 0.5)) ** 2 >= 1)
             lenses |= (r <= 1) if lens else ring

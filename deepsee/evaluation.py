@@ -41,14 +41,23 @@ def vgg_distance(sr: torch.Tensor, hr: torch.Tensor | None, vgg, batch_size: int
                  hr_features: list[torch.Tensor] | None = None) -> Score:
     "Per-image LPIPS-formula distance with unit weights on VGG19 relu1_1..relu5_1: an offline perceptual proxy, not LPIPS."
     if hr_features is None:
-        if hr is None or sr.shape != hr.shape: raise DeepSEEError(f"sr: shape {tuple(sr.shape)} differs from hr {tuple(getattr(hr, 'shape', ()))}")
+        if hr is None or sr.shape != hr.shape:
+            raise DeepSEEError(f"sr: shape {tuple(sr.shape)} differs from hr {tuple(getattr(hr, 'shape', ()))}")
         hr_features = vgg_features(hr, vgg, batch_size)
     fa = vgg_features(sr, vgg, batch_size)
     fb = [f.expand_as(a) if len(f) == 1 else f for f, a in zip(hr_features, fa)]   # one reference for many samples
     if len(fb[0]) != len(fa[0]): raise DeepSEEError(f"hr_features: {len(fb[0])} images for {len(fa[0])} outputs")
     d = sum((a - b).pow(2).sum(1).mean((1, 2)) for a, b in zip(fa, fb))
-    return Score(d.double(), dict(metric='vgg_dist', net='VGG19 relu1_1..relu5_1', weights=getattr(vgg, 'fmt', 'unknown'),
-                                  formula="LPIPS lin=False (unit weights); a proxy, not LPIPS", quantized=True))
+    return Score(
+        d.double(),
+        dict(
+            metric='vgg_dist',
+            net='VGG19 relu1_1..relu5_1',
+            weights=getattr(vgg, 'fmt', 'unknown'),
+            formula="LPIPS lin=False (unit weights); a proxy, not LPIPS",
+            quantized=True,
+        ),
+    )
 
 # %% ../nbs/05b_evaluation.ipynb #5b6230c4
 def open_lpips(path: str | os.PathLike | None = None, random_backbone: bool = False, device='cpu') -> tuple[Any, str]:
@@ -68,7 +77,8 @@ MASK_SOURCES = ('auto', 'truth', 'predicted')
 @torch.no_grad()
 def super_resolve(model: DeepSEE, batch: dict, mask_source: str = 'auto') -> tuple[torch.Tensor, dict]:
     "SR of a batch (dataset items collated, on the model's device) with the mask and style as evaluation uses them; returns (sr, how)."
-    if mask_source not in MASK_SOURCES: raise DeepSEEError(f"mask_source: {mask_source!r} is not one of {', '.join(MASK_SOURCES)}")
+    if mask_source not in MASK_SOURCES:
+        raise DeepSEEError(f"mask_source: {mask_source!r} is not one of {', '.join(MASK_SOURCES)}")
     c, how = model.cfg, {}
     if mask_source == 'predicted' and model.segmenter is None:
         raise DeepSEEError(f"mask_source 'predicted': model {model.meta.get('source', c.name)} has no segmenter")
@@ -90,10 +100,14 @@ def _resolve_models(models) -> dict[str, DeepSEE]:
     "Names -> loaded bundles (a `DeepSEE` passes through, a path is loaded)."
     out = {}
     for name, m in (models or {}).items():
-        if name == 'bicubic': raise DeepSEEError("models: 'bicubic' is the baseline's row name; name the model otherwise")
+        if name == 'bicubic':
+            raise DeepSEEError("models: 'bicubic' is the baseline's row name; name the model otherwise")
         if isinstance(m, (str, os.PathLike)):
-            path = m; m = DeepSEE.load(path); m.meta['source'] = str(path)
-        if not isinstance(m, DeepSEE): raise DeepSEEError(f"models[{name!r}]: expected a DeepSEE bundle or its folder, got {type(m).__name__}")
+            path = m
+            m = DeepSEE.load(path)
+            m.meta['source'] = str(path)
+        if not isinstance(m, DeepSEE):
+            raise DeepSEEError(f"models[{name!r}]: expected a DeepSEE bundle or its folder, got {type(m).__name__}")
         out[str(name)] = m
     return out
 
@@ -102,7 +116,8 @@ def _geometry(models: dict[str, DeepSEE], hr_size, factor) -> tuple[int, int]:
     for name, m in models.items():
         for k, v in (('hr_size', hr_size), ('factor', factor)):
             mine = getattr(m.cfg, k)
-            if v is not None and v != mine: raise DeepSEEError(f"model {name}: {k} {mine} differs from {v} (all rows need the same images)")
+            if v is not None and v != mine:
+                raise DeepSEEError(f"model {name}: {k} {mine} differs from {v} (all rows need the same images)")
         hr_size, factor = m.cfg.hr_size, m.cfg.factor
     return (128 if hr_size is None else int(hr_size)), (8 if factor is None else int(factor))
 
@@ -156,32 +171,57 @@ def evaluate(models: dict | None = None, data_spec: str = 'synthetic:8', split: 
             evs[k].update(sr, hr, lr)
             if vgg is not None:
                 d = vgg_distance(sr, hr, vgg, hr_features=hr_vgg)
-                extra[k].setdefault('vgg_dist', []).extend(d.tolist()); vgg_settings = d.settings
+                extra[k].setdefault('vgg_dist', []).extend(d.tolist())
+                vgg_settings = d.settings
             if fid: feats[k].append(inception_features(sr, fid_weights, device))
     n_img = len(ds)
-    run = dict(data=str(data_spec), split=split, n=n_img, seed=seed, hr_size=hr_size, factor=factor, guided_split=guided,
-               device=str(device), lpips=lpips_note, mask_source=mask_source,
-               fid=(f'{n_img} real vs {n_img} generated images (small sets bias FID upwards)' if fid and n_img >= 2
-                    else 'not computed' if not fid else 'needs at least 2 images'))
+    run = dict(
+        data=str(data_spec),
+        split=split,
+        n=n_img,
+        seed=seed,
+        hr_size=hr_size,
+        factor=factor,
+        guided_split=guided,
+        device=str(device),
+        lpips=lpips_note,
+        mask_source=mask_source,
+        fid=(
+            f'{n_img} real vs {n_img} generated images (small sets bias FID upwards)'
+            if fid and n_img >= 2
+            else 'not computed'
+            if not fid
+            else 'needs at least 2 images'
+        ),
+    )
     rows = []
     for k in names:
         r = evs[k].result()
         settings = r.pop('settings')
         if fid and n_img >= 2:
             f = fid_from_features(torch.cat(feats['real']), torch.cat(feats[k]))
-            r['fid'] = f.mean(); settings['fid'] = f.settings
+            r['fid'] = f.mean()
+            settings['fid'] = f.settings
         for key, vals in extra[k].items():
             r[key] = float(sum(vals) / len(vals))
         if vgg_settings is not None: settings['vgg_dist'] = vgg_settings
         settings.update(hows[k])
-        settings['method'] = dict(kind='bicubic (torch, align_corners=False), clamped') if k == 'bicubic' else _model_settings(models[k])
+        settings['method'] = (
+            dict(kind='bicubic (torch, align_corners=False), clamped') if k == 'bicubic' else _model_settings(models[k])
+        )
         settings['sr_seconds'] = round(seconds[k], 3)
         settings['run'] = run
         if lpips_random: r['lpips_randnet'] = r.pop('lpips', None)     # a random backbone is not LPIPS: its own column
-        rows.append(dict(method=k, **{c: r.get(c) for c in ('psnr', 'ssim', 'lpips', 'fid', 'psnr_y', 'ssim_y',
-                                                            'lr_consistency', 'lr_rms')},
-                         **({'vgg_dist': r['vgg_dist']} if 'vgg_dist' in r else {}),
-                         **({'lpips_randnet': r['lpips_randnet']} if lpips_random else {}), n=r['n'], settings=settings))
+        rows.append(
+            dict(
+                method=k,
+                **{c: r.get(c) for c in ('psnr', 'ssim', 'lpips', 'fid', 'psnr_y', 'ssim_y', 'lr_consistency', 'lr_rms')},
+                **({'vgg_dist': r['vgg_dist']} if 'vgg_dist' in r else {}),
+                **({'lpips_randnet': r['lpips_randnet']} if lpips_random else {}),
+                n=r['n'],
+                settings=settings,
+            )
+        )
     run['seconds'] = round(time.time() - t0, 2)
     return rows
 
@@ -190,20 +230,28 @@ def table_notes(rows: list[dict]) -> list[str]:
     "One line per thing a reader of the table must know: LPIPS source, masks, FID sample size, proxies."
     notes, run = [], (rows[0].get('settings', {}).get('run', {}) if rows else {})
     if run:
-        notes.append(f"Data: `{run['data']}` split `{run['split']}`, {run['n']} images, {run['hr_size'] // run['factor']}->"
-                     f"{run['hr_size']} ({run['factor']}x); PSNR/SSIM on RGB 0..255 per image (paper); LR-PSNR: PSNR of the "
-                     "bicubic-downsampled output against the LR input (ours).")
+        notes.append(
+            f"Data: `{run['data']}` split `{run['split']}`, {run['n']} images, {run['hr_size'] // run['factor']}->"
+            f"{run['hr_size']} ({run['factor']}x); PSNR/SSIM on RGB 0..255 per image (paper); LR-PSNR: PSNR of the "
+            "bicubic-downsampled output against the LR input (ours)."
+        )
         notes.append(f"LPIPS: {run['lpips']}.")
         notes.append(f"FID: {run['fid']}.")
     masks = {r['method']: r['settings'].get('mask') for r in rows if r.get('settings', {}).get('mask')}
     for kind in ('ground truth', 'predicted'):
         who = [k for k, v in masks.items() if v == kind]
-        if who: notes.append(f"Masks ({kind}{' -- these models have no segmenter' if kind == 'ground truth' else ', by the bundled segmenter'}): {', '.join(who)}.")
+        if who:
+            notes.append(
+                f"Masks ({kind}{' -- these models have no segmenter' if kind == 'ground truth' else ', by the bundled segmenter'}): {', '.join(who)}."
+            )
     styles = {r['method']: r['settings'].get('style') for r in rows if r.get('settings', {}).get('style')}
-    if styles: notes.append('Style source: ' + '; '.join(f"{k}: {v}" for k, v in styles.items()) + '.')
+    if styles:
+        notes.append('Style source: ' + '; '.join(f"{k}: {v}" for k, v in styles.items()) + '.')
     if any('vgg_dist' in r for r in rows):
-        notes.append("vgg_dist (VGG-dist): LPIPS's formula with unit weights on VGG19 relu1_1..relu5_1 (a perceptual proxy that runs "
-                     "offline; lower is better; not comparable with LPIPS values).")
+        notes.append(
+            "vgg_dist (VGG-dist): LPIPS's formula with unit weights on VGG19 relu1_1..relu5_1 (a perceptual proxy that runs "
+            "offline; lower is better; not comparable with LPIPS values)."
+        )
     rnd = [r['method'] for r in rows if r.get('settings', {}).get('method', {}).get('random_init')]
     if rnd: notes.append(f"Untrained (random) weights: {', '.join(rnd)}.")
     return notes
@@ -219,7 +267,9 @@ def write_table(rows: list[dict], out_dir, settings: dict | None = None, name: s
         if missing: raise DeepSEEError(f"columns: {missing[0]!r} is not a column of the rows ({', '.join(df.columns)})")
         df = df[list(columns)]
     lines = ([f"### {title}", ''] if title else []) + [markdown_table(df).rstrip('\n'), '']
-    lines += [f"  - {x.strip()}" if x.startswith(' ') else f"- {x}" for x in [*table_notes(rows), *notes]]  # indented: sub-item
+    lines += [
+        f"  - {x.strip()}" if x.startswith(' ') else f"- {x}" for x in [*table_notes(rows), *notes]
+    ]  # indented: sub-item
     text = '\n'.join(lines) + '\n'
     atomic_write(paths['md'], lambda t: Path(t).write_text(text, encoding='utf-8'))
     return paths
@@ -238,8 +288,12 @@ def _eval_parser() -> argparse.ArgumentParser:
     t.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'cuda:1' (default cpu)")
     t.add_argument('--no-fid', action='store_true', help='skip FID')
     g = t.add_mutually_exclusive_group()
-    g.add_argument('--lpips', metavar='PATH', help=f'AlexNet weights {ALEXNET_FILE} (default: torch hub checkpoints folder)')
-    g.add_argument('--lpips-random', action='store_true', help='random LPIPS backbone: plumbing tests only, marked in the results')
+    g.add_argument(
+        '--lpips', metavar='PATH', help=f'AlexNet weights {ALEXNET_FILE} (default: torch hub checkpoints folder)'
+    )
+    g.add_argument(
+        '--lpips-random', action='store_true', help='random LPIPS backbone: plumbing tests only, marked in the results'
+    )
     t.add_argument('--vgg-dist', action='store_true', help='add the offline VGG19 perceptual proxy column')
     t.add_argument('--mask', default='auto', choices=MASK_SOURCES, help='masks: the segmenter when a model has one (auto)')
     gg = t.add_mutually_exclusive_group()
@@ -257,7 +311,8 @@ def _named_models(specs: list[str]) -> dict[str, DeepSEE]:
     out = {}
     for s in specs:
         name, _, path = s.partition('=') if '=' in s and not Path(s).exists() else ('', '', s)
-        m = DeepSEE.load(path); m.meta['source'] = path
+        m = DeepSEE.load(path)
+        m.meta['source'] = path
         name = name or f"DeepSEE {m.cfg.variant}"
         base, i = name, 2
         while name in out: name, i = f"{base} ({i})", i + 1
@@ -282,7 +337,9 @@ def variant_config(preset_name: str, variant: str, epochs: int | None = None, lr
     cfg = preset(preset_name, variant=variant, **({'lr_size': int(lr_size)} if lr_size else {}))
     if epochs is not None:
         t = cfg.train
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, epochs=int(epochs), decay_epochs=min(t.decay_epochs, int(epochs))))
+        cfg = dataclasses.replace(
+            cfg, train=dataclasses.replace(t, epochs=int(epochs), decay_epochs=min(t.decay_epochs, int(epochs)))
+        )
     return cfg
 
 def _same_run(run_dir: Path, cfg: DeepSEEConfig, want: dict) -> tuple[bool, str | None]:
@@ -320,11 +377,13 @@ def train_models(variants: Iterable[str], data: str, run_root, preset_name: str 
     for v in variants:
         if v not in VARIANTS: raise DeepSEEError(f"variants: {v!r} is not one of {', '.join(VARIANTS)}")
         cfg = variant_config(preset_name, v, epochs, lr_size)
-        if batch_size is not None: cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=int(batch_size)))
+        if batch_size is not None:
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=int(batch_size)))
         run_dir = Path(run_root) / v
         want = dict(data=str(data), seed=int(seed), max_steps=steps, no_vgg=bool(no_vgg), seg=str(seg) if seg else None)
         exists, diff = _same_run(run_dir, cfg, want)
-        if diff: raise DeepSEEError(f"{run_dir}: holds a run with {diff}; delete it or choose another run folder")
+        if diff:
+            raise DeepSEEError(f"{run_dir}: holds a run with {diff}; delete it or choose another run folder")
         bundle = run_dir / 'model'
         if exists and (bundle / 'model.safetensors').exists():
             if progress: print(f"{v}: reusing {bundle}")
@@ -348,7 +407,10 @@ def train_seg(preset_name: str, data: str, run_dir, steps: int | None = None, ep
         got = config_to_dict(cfg)
         have = json.loads((out / 'config.json').read_text()).get('config', {})
         for k in ('lr_size', 'factor', 'segmenter', 'n_labels'):
-            if have.get(k) != got[k]: raise DeepSEEError(f"{out}: a segmenter with {k}={have.get(k)!r} (wanted {got[k]!r}); delete it or choose another run folder")
+            if have.get(k) != got[k]:
+                raise DeepSEEError(
+                    f"{out}: a segmenter with {k}={have.get(k)!r} (wanted {got[k]!r}); delete it or choose another run folder"
+                )
         if progress: print(f"segmenter: reusing {out}")
         return out
     resume = any((Path(run_dir) / 'seg').glob('*.pt'))

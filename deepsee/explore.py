@@ -57,8 +57,10 @@ def resolve_device(device: str | torch.device | None = 'auto') -> torch.device:
     try: d = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise DeepSEEError(f"--device {device}: not a device name (cpu, cuda, cuda:1, mps or auto)") from None
-    if d.type == 'cuda' and not torch.cuda.is_available(): raise DeepSEEError(f"--device {device}: CUDA is not available here")
-    if d.type == 'mps' and not torch.backends.mps.is_available(): raise DeepSEEError(f"--device {device}: MPS is not available here")
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise DeepSEEError(f"--device {device}: CUDA is not available here")
+    if d.type == 'mps' and not torch.backends.mps.is_available():
+        raise DeepSEEError(f"--device {device}: MPS is not available here")
     return d
 
 def load_model(spec: str | Path | None = None, device='cpu', random_weights: bool = False) -> DeepSEE:
@@ -68,8 +70,10 @@ def load_model(spec: str | Path | None = None, device='cpu', random_weights: boo
     if spec is None:
         path = default_model_path()
         if not (path / 'model.safetensors').exists():
-            raise DeepSEEError(f"{path}: the bundled demo model is not installed; reinstall deepsee (the wheel ships it), "
-                               f"train one with `deepsee train --preset demo`, or pass --model DIR|PRESET")
+            raise DeepSEEError(
+                f"{path}: the bundled demo model is not installed; reinstall deepsee (the wheel ships it), "
+                f"train one with `deepsee train --preset demo`, or pass --model DIR|PRESET"
+            )
         m = DeepSEE.load(path, device=device)
         m.meta.setdefault('source', 'demo (bundled)')
         return m
@@ -102,7 +106,8 @@ def _fit(x: torch.Tensor, size: int, downscale: bool, name: str, what: str) -> t
                                f"(downscale=True) to centre-crop and shrink it")
         raise DeepSEEError(f"{name}: image is {w}x{h}, smaller than {what} ({size}x{size})")
     if min(h, w) < size: raise DeepSEEError(f"{name}: image is {w}x{h}, smaller than {what} ({size}x{size})")
-    s = min(h, w); top, left = (h - s) // 2, (w - s) // 2
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
     x = x[..., top:top + s, left:left + s]
     if s != size:
         x = F.interpolate(x, size=(size, size), mode='bicubic', antialias=True, align_corners=False).clamp(-1, 1)
@@ -165,7 +170,8 @@ def sheet(rows, title: str | None = None, row_labels=None, col_labels=None, capt
     y0 = pad + (lh + pad if title else 0) + (lh if col_labels else 0)
     W = x0 + sum(w + pad for w in col_w)
     H = y0 + sum(h + cap_h + pad for h in row_h)
-    im = Image.new('RGB', (max(W, text_w(title) + 2 * pad), H), 'white'); d = ImageDraw.Draw(im)
+    im = Image.new('RGB', (max(W, text_w(title) + 2 * pad), H), 'white')
+    d = ImageDraw.Draw(im)
     if title: d.text((pad, pad), title, fill='black', font=f)
     xs = [x0 + sum(w + pad for w in col_w[:j]) for j in range(nc)]
     for j, lab in enumerate(col_labels or []):
@@ -208,7 +214,8 @@ def as_generator(generator: torch.Generator | int | None, device='cpu') -> torch
     return torch.Generator(device=device).manual_seed(int(generator))
 
 def _check_lr(model: DeepSEE, lr, name: str = 'lr') -> torch.Tensor: return model.check_lr(lr, name)
-def _check_mask(model: DeepSEE, mask, batch: int, name: str = 'mask') -> torch.Tensor: return model.check_mask(mask, batch, name)
+def _check_mask(model: DeepSEE, mask, batch: int, name: str = 'mask') -> torch.Tensor:
+    return model.check_mask(mask, batch, name)
 
 @torch.no_grad()
 def predict_mask(model: DeepSEE, lr: torch.Tensor) -> torch.Tensor:
@@ -222,7 +229,10 @@ def encode_style(model: DeepSEE, image: torch.Tensor, mask: torch.Tensor) -> tor
     if image.ndim == 3: image = image[None]
     if tuple(image.shape[-2:]) == (c.lr_size, c.lr_size): image, src = _check_lr(model, image, 'image'), 'lr'
     elif tuple(image.shape[-2:]) == (c.hr_size, c.hr_size): image, src = image.to(model.device, torch.float32), 'hr'
-    else: raise DeepSEEError(f"image: {image.shape[-1]}x{image.shape[-2]} is neither the LR ({c.lr_size}) nor the HR ({c.hr_size}) size")
+    else:
+        raise DeepSEEError(
+            f"image: {image.shape[-1]}x{image.shape[-2]} is neither the LR ({c.lr_size}) nor the HR ({c.hr_size}) size"
+        )
     return model.encode_style(image, _check_mask(model, mask, image.shape[0]).expand(image.shape[0], -1, -1), src)
 
 @torch.no_grad()
@@ -245,7 +255,8 @@ def upscale(model: DeepSEE, lr, mask=None, style=None, guide=None, guide_mask=No
     "Super-resolve `lr` (B,3,h,w): mask from the segmenter unless given; style given, from `guide` (HR) or from `lr`."
     lr, mask, style = expand_batch(*model.inputs(lr, mask, style, guide, guide_mask))
     g = as_generator(generator, 'cpu') if noise else None
-    with bf16_autocast(model, bf16): sr = model.generator(lr, mask, style, noise=noise, generator=g, semantic=semantic).float()
+    with bf16_autocast(model, bf16):
+        sr = model.generator(lr, mask, style, noise=noise, generator=g, semantic=semantic).float()
     if consistent: sr = project_consistent(sr, lr, model.cfg.factor)
     return Result(sr, mask, style)
 
@@ -318,7 +329,8 @@ def _row_mask(style: torch.Tensor, rows, sym: bool) -> torch.Tensor:
 
 def _single(style: torch.Tensor, name: str = 'style') -> torch.Tensor:
     if style.ndim == 3 and style.shape[0] == 1: style = style[0]
-    if style.ndim != 2: raise DeepSEEError(f"{name}: expected one style matrix (19,d) or (1,19,d), got shape {tuple(style.shape)}")
+    if style.ndim != 2:
+        raise DeepSEEError(f"{name}: expected one style matrix (19,d) or (1,19,d), got shape {tuple(style.shape)}")
     return style
 
 # %% ../nbs/06_explore.ipynb #2b9e771a
@@ -400,8 +412,13 @@ def interpolate(s0: torch.Tensor, s1: torch.Tensor, t, rows=None, symmetric: boo
 
 def transfer(style: torch.Tensor, reference, rows=None, symmetric: bool = False) -> torch.Tensor:
     "Copy of `style` with rows taken from `reference` (a style; or a dict {rows: style} for several references)."
-    refs = reference if isinstance(reference, dict) else {None if rows is None else (rows if isinstance(rows, (str, int)) else tuple(rows)): reference}
-    if isinstance(reference, dict) and rows is not None: raise DeepSEEError("transfer: give rows as the dict's keys, not both")
+    refs = (
+        reference
+        if isinstance(reference, dict)
+        else {None if rows is None else (rows if isinstance(rows, (str, int)) else tuple(rows)): reference}
+    )
+    if isinstance(reference, dict) and rows is not None:
+        raise DeepSEEError("transfer: give rows as the dict's keys, not both")
     out = style.clone()
     for key, ref in refs.items():
         ref = ref.to(out)
@@ -411,7 +428,9 @@ def transfer(style: torch.Tensor, reference, rows=None, symmetric: bool = False)
             raise DeepSEEError(f"transfer: reference style {tuple(ref.shape)} does not match {tuple(out.shape)}")
         for k in style_rows(key, symmetric):
             if key is not None and not ref[..., k, :].abs().sum():
-                warnings.warn(f"transfer: the reference has no {LABELS[k]!r} region (its style row is zero)", DeepSEEWarning, stacklevel=2)
+                warnings.warn(
+                    f"transfer: the reference has no {LABELS[k]!r} region (its style row is zero)", DeepSEEWarning, stacklevel=2
+                )
             out[..., k, :] = ref[..., k, :]
     return _symmetrize(out) if symmetric else out
 
@@ -456,7 +475,8 @@ class Session:
     def record(self, op: str, **params) -> 'Session':
         "Append an operation record (JSON-able parameters) to the history; returns self."
         json.dumps(params)
-        self.history.append(dict(op=op, **params)); return self
+        self.history.append(dict(op=op, **params))
+        return self
 
     def upscale(self, model: DeepSEE, **kw) -> Result:
         "The session's output under `model`."
@@ -482,8 +502,10 @@ class Session:
                 meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e: raise DeepSEEError(f"{path}: not a session file ({type(e).__name__})") from None
         if meta.get('format') != SESSION_FORMAT: raise DeepSEEError(f"{path}: not a deepsee session file")
-        if int(meta.get('version', 0)) > SESSION_VERSION: raise DeepSEEError(f"{path}: session version {meta['version']} is newer than this deepsee")
-        if 'lr' not in tensors or 'mask' not in tensors: raise DeepSEEError(f"{path}: session file lacks the LR image or the mask")
+        if int(meta.get('version', 0)) > SESSION_VERSION:
+            raise DeepSEEError(f"{path}: session version {meta['version']} is newer than this deepsee")
+        if 'lr' not in tensors or 'mask' not in tensors:
+            raise DeepSEEError(f"{path}: session file lacks the LR image or the mask")
         d = json.loads(meta['json'])
         return cls(tensors['lr'], validate_labels(tensors['mask'].long(), name=str(path)), tensors.get('style'),
                    int(d['seed']), d['model'], bool(d['consistent']), list(d['history']))
@@ -492,7 +514,9 @@ class Session:
 def _inputs(path: Path) -> list[Path]:
     if not path.exists(): raise DeepSEEError(f"{path}: no such file or folder")
     if path.is_file(): return [path]
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith('.'))
+    files = sorted(
+        p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith('.')
+    )
     if not files: raise DeepSEEError(f"{path}: no images in this folder ({', '.join(IMAGE_EXTS)})")
     return files
 
@@ -532,8 +556,11 @@ def _save_style(style: torch.Tensor, path: Path, model: str) -> Path:
     return atomic_write(path, lambda tmp: save_file(t, tmp, metadata=dict(labels=','.join(LABELS), model=model)))
 
 def _upscale_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='deepsee upscale', description='Super-resolve face images with DeepSEE: the default '
-                                'solution, its mask and style matrix, and optionally N sampled alternatives.')
+    p = argparse.ArgumentParser(
+        prog='deepsee upscale',
+        description='Super-resolve face images with DeepSEE: the default '
+        'solution, its mask and style matrix, and optionally N sampled alternatives.',
+    )
     p.add_argument('-i', '--input', required=True, help='an LR face image or a folder of them')
     p.add_argument('-o', '--output', required=True, help='output folder (created)')
     p.add_argument('--faces', action='store_true', help="whole photos: detect, align and upscale every face, paste it "
@@ -544,15 +571,28 @@ def _upscale_parser() -> argparse.ArgumentParser:
     p.add_argument('--random-weights', action='store_true', help='allow a preset name as --model: an untrained network')
     p.add_argument('--guide', help='HR photo of the same person to take the style from (guided model)')
     p.add_argument('--guide-mask', help='label PNG of the guide photo (default: the segmenter predicts it)')
-    p.add_argument('--mask', help="label PNG (indices or palette colours) at the model's HR size, instead of the segmenter's")
-    p.add_argument('--samples', type=int, default=0, metavar='N', help='also write N sampled alternatives and a contact sheet')
+    p.add_argument(
+        '--mask', help="label PNG (indices or palette colours) at the model's HR size, instead of the segmenter's"
+    )
+    p.add_argument(
+        '--samples', type=int, default=0, metavar='N', help='also write N sampled alternatives and a contact sheet'
+    )
     p.add_argument('--seed', type=int, default=0, help='seed of the sampled styles')
     p.add_argument('--delta', type=float, default=0.2, help='style noise range U(-delta, delta) for --samples')
-    p.add_argument('--consistent', action='store_true', help='project outputs so that they downsample back to the input exactly')
+    p.add_argument(
+        '--consistent', action='store_true', help='project outputs so that they downsample back to the input exactly'
+    )
     p.add_argument('--downscale', action='store_true', help="centre-crop and shrink inputs larger than the model's LR size")
-    p.add_argument('--batch-size', type=int, default=None, help='samples per batch (default: 16 on a GPU, about 2 at 128 px on the CPU)')
+    p.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='samples per batch (default: 16 on a GPU, about 2 at 128 px on the CPU)',
+    )
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N, mps or auto (default)')
-    p.add_argument('--bf16', action='store_true', help='bf16 autocast: faster on GPUs and AMX CPUs, outputs within ~0.02 of fp32')
+    p.add_argument(
+        '--bf16', action='store_true', help='bf16 autocast: faster on GPUs and AMX CPUs, outputs within ~0.02 of fp32'
+    )
     p.add_argument('--overwrite', action='store_true', help='replace existing output files (never an input)')
     p.add_argument('--quiet', action='store_true', help='no progress bar, no per-image lines')
     return p
@@ -586,7 +626,8 @@ def _run_upscale(a: argparse.Namespace) -> int:
         guide_mask = load_mask(a.guide_mask, c.hr_size) if a.guide_mask else None
         if a.guide_mask and not a.guide: raise DeepSEEError("--guide-mask: needs --guide")
         if guide is not None and not c.style: raise DeepSEEError(f"--guide: variant {c.variant!r} takes no style")
-        if a.samples and not c.style: raise DeepSEEError(f"--samples: variant {c.variant!r} has no style matrix to sample")
+        if a.samples and not c.style:
+            raise DeepSEEError(f"--samples: variant {c.variant!r} has no style matrix to sample")
         if mask is None and (c.semantics or c.style) and model.segmenter is None:
             raise DeepSEEError(f"--mask: the model {model.meta.get('source', c.name)} has no segmenter; pass a mask PNG")
         stems = _stems(paths)
@@ -624,7 +665,8 @@ def main_upscale(argv: list[str]) -> int:
     argv = list(argv)
     try:
         a = _upscale_parser().parse_args(argv)
-        if a.faces: raise DeepSEEError("--faces: whole photos are `deepsee upscale --faces` (deepsee.faces.main_upscale)")
+        if a.faces:
+            raise DeepSEEError("--faces: whole photos are `deepsee upscale --faces` (deepsee.faces.main_upscale)")
         return _run_upscale(a)
     except SystemExit as e: return int(e.code or 0) if isinstance(e.code, (int, type(None))) else 2
     except DeepSEEError as e:

@@ -150,17 +150,21 @@ class ExplorerState:
 
     def set_all_regions(self, on: bool):
         "Style edits act on the whole matrix (True) or on the selected region (False)."
-        self.all_regions = bool(on); self._reanchor()
+        self.all_regions = bool(on)
+        self._reanchor()
 
     def set_symmetric(self, on: bool):
         "Edits of a left/right region act on its partner too, and keep the pair's rows equal."
-        self.symmetric = bool(on); self._reanchor()
+        self.symmetric = bool(on)
+        self._reanchor()
 
     # --- style edits -----------------------------------------------------------------------------------------
     def _slid(self) -> torch.Tensor:
         base = self.anchor
         if self.t and self.reference is not None:
-            base = self._take(interpolate(self.anchor[None], self.reference[None], self.t, self.rows(), self.symmetric), self.anchor)
+            base = self._take(
+                interpolate(self.anchor[None], self.reference[None], self.t, self.rows(), self.symmetric), self.anchor
+            )
         return self._take(walk(base, self.rows(), (self.offset,), symmetric=self.symmetric)[0], self.anchor)
 
     def set_offset(self, value: float) -> torch.Tensor:
@@ -183,7 +187,9 @@ class ExplorerState:
     def resample(self, delta: float = 0.2, seed: int | None = None) -> torch.Tensor:
         "New random style for the selected rows: S + U(-delta, delta) (seeded; the seed counts up when not given)."
         self._need_style('resample')
-        if seed is None: self.seed += 1; seed = self.seed
+        if seed is None:
+            self.seed += 1
+            seed = self.seed
         self._push('resample', rows=self.rows(), delta=float(delta), seed=int(seed))
         self.style = self._take(sample(self.style, 1, delta, int(seed), self.rows(), self.symmetric)[0])
         self._reanchor()
@@ -195,7 +201,9 @@ class ExplorerState:
         image = image[None] if image.ndim == 3 else image
         c = self.cfg
         if tuple(image.shape[-2:]) not in ((c.lr_size, c.lr_size), (c.hr_size, c.hr_size)):
-            raise DeepSEEError(f"{name}: reference is {image.shape[-1]}x{image.shape[-2]}, expected {c.lr_size} or {c.hr_size} square")
+            raise DeepSEEError(
+                f"{name}: reference is {image.shape[-1]}x{image.shape[-2]}, expected {c.lr_size} or {c.hr_size} square"
+            )
         if mask is None:
             lr = image if image.shape[-1] == c.lr_size else downsample(image, c.factor).clamp(-1, 1)
             mask = initial_mask(self.model, lr)
@@ -224,11 +232,20 @@ class ExplorerState:
         "`n` seeded samples around the current style (on the selected rows), rendered: uint8 (n,H,W,3)."
         self._need_style('gallery')
         if n < 1: raise DeepSEEError(f"gallery: n must be >= 1, got {n}")
-        if seed is None: self.seed += 1; seed = self.seed
+        if seed is None:
+            self.seed += 1
+            seed = self.seed
         self.gallery = self._take_many(sample(self.style, n, delta, int(seed), self.rows(), self.symmetric))
         self.log.append(dict(op='gallery', n=int(n), delta=float(delta), seed=int(seed), rows=self.rows()))
-        imgs = render(self.model, self.lr, self.mask_tensor(), self.gallery, semantic=self._semantic(), consistent=self.consistent,
-                      bf16=self.bf16)
+        imgs = render(
+            self.model,
+            self.lr,
+            self.mask_tensor(),
+            self.gallery,
+            semantic=self._semantic(),
+            consistent=self.consistent,
+            bf16=self.bf16,
+        )
         self.gallery_images = np.stack([to_uint8(x) for x in imgs])
         return self.gallery_images
 
@@ -283,7 +300,8 @@ class ExplorerState:
         if d is None: return False
         changed = not np.array_equal(d['mask0'], self.mask)
         if not changed:                                   # nothing happened: forget the snapshot
-            self._undo.pop(); self.log.pop()
+            self._undo.pop()
+            self.log.pop()
         else: self._after_mask_edit(d['mask0'])
         return changed
 
@@ -325,13 +343,15 @@ class ExplorerState:
     def undo(self) -> bool:
         "Undo the last edit (mask or style); False when there is nothing to undo."
         if not self._undo: return False
-        self._redo.append(self._snapshot()); self._restore(self._undo.pop())
+        self._redo.append(self._snapshot())
+        self._restore(self._undo.pop())
         return True
 
     def redo(self) -> bool:
         "Redo the last undone edit."
         if not self._redo: return False
-        self._undo.append(self._snapshot()); self._restore(self._redo.pop())
+        self._undo.append(self._snapshot())
+        self._restore(self._redo.pop())
         return True
 
     @property
@@ -344,7 +364,8 @@ class ExplorerState:
         "The generator's semantic branch for the current mask, recomputed only when the mask changed."
         if not self.cfg.semantics: return None
         if self._sem is None or not np.array_equal(self._sem_mask, self.mask):
-            with torch.no_grad(): self._sem = self.model.generator.semantic_cache(self.mask_tensor().to(self.model.device))
+            with torch.no_grad():
+                self._sem = self.model.generator.semantic_cache(self.mask_tensor().to(self.model.device))
             self._sem_mask = self.mask.copy()
         return self._sem
 

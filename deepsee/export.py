@@ -37,7 +37,9 @@ def plain_generator(gen: Generator) -> Generator:
 
 class _Encoder(nn.Module):
     "The style encoder with a fixed source, as a two-input graph (image, labels) -> style."
-    def __init__(self, enc: StyleEncoder, source: str): super().__init__(); self.enc, self.source = enc, source
+    def __init__(self, enc: StyleEncoder, source: str):
+        super().__init__()
+        self.enc, self.source = enc, source
     def forward(self, image, labels): return self.enc(image, labels, self.source)
 
 def _check(path: Path, module: nn.Module, inputs: dict) -> float:
@@ -52,7 +54,8 @@ def export_onnx(model: DeepSEE, out_dir, batch: int = 1, opset: int = 18, seed: 
     "Write generator.onnx (+ style_encoder_lr/hr.onnx) to `out_dir`; return the onnxruntime-vs-PyTorch max abs differences."
     try: import onnxruntime  # noqa: F401
     except ImportError: raise DeepSEEError("ONNX export needs `pip install onnx onnxruntime onnxscript`") from None
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     cfg, g = model.cfg, torch.Generator().manual_seed(seed)
     lr = torch.rand(batch, 3, cfg.lr_size, cfg.lr_size, generator=g) * 2 - 1
     hr = torch.rand(batch, 3, cfg.hr_size, cfg.hr_size, generator=g) * 2 - 1

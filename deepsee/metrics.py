@@ -60,7 +60,8 @@ def _check_images(x, name: str) -> torch.Tensor:
     return x
 
 def _check_pair(a, b, names=('sr', 'hr')) -> None:
-    _check_images(a, names[0]); _check_images(b, names[1])
+    _check_images(a, names[0])
+    _check_images(b, names[1])
     if a.shape != b.shape:
         raise DeepSEEError(f"{names[0]}: shape {tuple(a.shape)} differs from {names[1]} {tuple(b.shape)}")
 
@@ -88,9 +89,12 @@ def _prepare(sr, hr, convention: str, crop: int | None, factor: int | None, quan
     a, b = _to_255(sr, quantize), _to_255(hr, quantize)
     if convention == 'y': a, b = rgb_to_y(a), rgb_to_y(b)
     if crop:
-        if 2 * crop >= min(a.shape[-2:]): raise DeepSEEError(f"crop: {crop} px leaves nothing of a {tuple(a.shape[-2:])} image")
+        if 2 * crop >= min(a.shape[-2:]):
+            raise DeepSEEError(f"crop: {crop} px leaves nothing of a {tuple(a.shape[-2:])} image")
         a, b = a[..., crop:-crop, crop:-crop], b[..., crop:-crop, crop:-crop]
-    settings = dict(convention=convention, crop=int(crop), data_range=255, quantized=bool(quantize or sr.dtype == torch.uint8))
+    settings = dict(
+        convention=convention, crop=int(crop), data_range=255, quantized=bool(quantize or sr.dtype == torch.uint8)
+    )
     return a, b, settings
 
 # %% ../nbs/05_metrics.ipynb #a47c1569
@@ -120,7 +124,8 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, convention: str = 'rgb', crop: int 
     "Per-image SSIM (Gaussian 11x11, sigma 1.5), channel mean for RGB; conventions as in `psnr`."
     a, b, settings = _prepare(sr, hr, convention, crop, factor, quantize)
     size, L = SSIM_SETTINGS['window_size'], 255.0
-    if min(a.shape[-2:]) < size: raise DeepSEEError(f"sr: {tuple(a.shape[-2:])} is smaller than the {size}x{size} SSIM window")
+    if min(a.shape[-2:]) < size:
+        raise DeepSEEError(f"sr: {tuple(a.shape[-2:])} is smaller than the {size}x{size} SSIM window")
     k = _gaussian_kernel(size, SSIM_SETTINGS['sigma'])
     C1, C2 = (SSIM_SETTINGS['K1'] * L) ** 2, (SSIM_SETTINGS['K2'] * L) ** 2
     mu_a, mu_b = _filter(a, k), _filter(b, k)
@@ -139,8 +144,10 @@ def alexnet_path(path: str | os.PathLike | None = None) -> Path:
     p = Path(path) if path is not None else Path(torch.hub.get_dir()) / 'checkpoints' / ALEXNET_FILE
     if p.is_dir(): p = p / ALEXNET_FILE
     if not p.is_file():
-        raise DeepSEEError(f"{p}: LPIPS needs torchvision's AlexNet weights {ALEXNET_FILE} here (no package carries them; "
-                           f"copy the file from a machine with internet, or pass path=)")
+        raise DeepSEEError(
+            f"{p}: LPIPS needs torchvision's AlexNet weights {ALEXNET_FILE} here (no package carries them; "
+            f"copy the file from a machine with internet, or pass path=)"
+        )
     return p
 
 def lpips_model(path: str | os.PathLike | None = None, device: str | torch.device = 'cpu',
@@ -153,7 +160,8 @@ def lpips_model(path: str | os.PathLike | None = None, device: str | torch.devic
         trunk = {}
         for i, k in _ALEX_SLICES.items():
             for p in ('weight', 'bias'):
-                if f'features.{i}.{p}' not in state: raise DeepSEEError(f"{file}: not torchvision's AlexNet (no features.{i}.{p})")
+                if f'features.{i}.{p}' not in state:
+                    raise DeepSEEError(f"{file}: not torchvision's AlexNet (no features.{i}.{p})")
                 trunk[f'slice{k}.{i}.{p}'] = state[f'features.{i}.{p}']
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -161,8 +169,11 @@ def lpips_model(path: str | os.PathLike | None = None, device: str | torch.devic
         net = lpips.LPIPS(net='alex', version='0.1', pretrained=True, pnet_rand=True, verbose=False)
     if trunk is not None:
         try: net.net.load_state_dict(trunk, strict=True)
-        except RuntimeError as e: raise DeepSEEError(f"{file}: AlexNet weights do not fit: {str(e).splitlines()[0]}") from None
-    net.deepsee_backbone = f'torchvision {ALEXNET_FILE}' if file is not None else f'random (seed {seed}; plumbing only, not LPIPS)'
+        except RuntimeError as e:
+            raise DeepSEEError(f"{file}: AlexNet weights do not fit: {str(e).splitlines()[0]}") from None
+    net.deepsee_backbone = (
+        f'torchvision {ALEXNET_FILE}' if file is not None else f'random (seed {seed}; plumbing only, not LPIPS)'
+    )
     return net.to(device).eval().requires_grad_(False)
 
 @torch.no_grad()
@@ -200,17 +211,42 @@ def fid_torchscript_path() -> Path:
 # %% ../nbs/05_metrics.ipynb #cf91967e
 _STEM = {'conv': 'Conv2d_1a_3x3', 'conv_1': 'Conv2d_2a_3x3', 'conv_2': 'Conv2d_2b_3x3', 'conv_3': 'Conv2d_3b_1x1',
          'conv_4': 'Conv2d_4a_3x3'}
-_BLOCK_A = {'conv': 'branch1x1', 'tower.conv': 'branch5x5_1', 'tower.conv_1': 'branch5x5_2', 'tower_1.conv': 'branch3x3dbl_1',
-            'tower_1.conv_1': 'branch3x3dbl_2', 'tower_1.conv_2': 'branch3x3dbl_3', 'tower_2.conv': 'branch_pool'}
-_BLOCK_B = {'conv': 'branch3x3', 'tower.conv': 'branch3x3dbl_1', 'tower.conv_1': 'branch3x3dbl_2', 'tower.conv_2': 'branch3x3dbl_3'}
-_BLOCK_C = {'conv': 'branch1x1', 'tower.conv': 'branch7x7_1', 'tower.conv_1': 'branch7x7_2', 'tower.conv_2': 'branch7x7_3',
-            **{f'tower_1.conv{s}': f'branch7x7dbl_{i + 1}' for i, s in enumerate(['', '_1', '_2', '_3', '_4'])},
-            'tower_2.conv': 'branch_pool'}
+_BLOCK_A = {
+    'conv': 'branch1x1',
+    'tower.conv': 'branch5x5_1',
+    'tower.conv_1': 'branch5x5_2',
+    'tower_1.conv': 'branch3x3dbl_1',
+    'tower_1.conv_1': 'branch3x3dbl_2',
+    'tower_1.conv_2': 'branch3x3dbl_3',
+    'tower_2.conv': 'branch_pool',
+}
+_BLOCK_B = {
+    'conv': 'branch3x3',
+    'tower.conv': 'branch3x3dbl_1',
+    'tower.conv_1': 'branch3x3dbl_2',
+    'tower.conv_2': 'branch3x3dbl_3',
+}
+_BLOCK_C = {
+    'conv': 'branch1x1',
+    'tower.conv': 'branch7x7_1',
+    'tower.conv_1': 'branch7x7_2',
+    'tower.conv_2': 'branch7x7_3',
+    **{f'tower_1.conv{s}': f'branch7x7dbl_{i + 1}' for i, s in enumerate(['', '_1', '_2', '_3', '_4'])},
+    'tower_2.conv': 'branch_pool',
+}
 _BLOCK_D = {'tower.conv': 'branch3x3_1', 'tower.conv_1': 'branch3x3_2',
             **{f'tower_1.conv{s}': f'branch7x7x3_{i + 1}' for i, s in enumerate(['', '_1', '_2', '_3'])}}
-_BLOCK_E = {'conv': 'branch1x1', 'tower_conv': 'branch3x3_1', 'tower_mixed_conv': 'branch3x3_2a',
-            'tower_mixed_conv_1': 'branch3x3_2b', 'tower_1_conv': 'branch3x3dbl_1', 'tower_1_conv_1': 'branch3x3dbl_2',
-            'tower_1_mixed_conv': 'branch3x3dbl_3a', 'tower_1_mixed_conv_1': 'branch3x3dbl_3b', 'tower_2_conv': 'branch_pool'}
+_BLOCK_E = {
+    'conv': 'branch1x1',
+    'tower_conv': 'branch3x3_1',
+    'tower_mixed_conv': 'branch3x3_2a',
+    'tower_mixed_conv_1': 'branch3x3_2b',
+    'tower_1_conv': 'branch3x3dbl_1',
+    'tower_1_conv_1': 'branch3x3dbl_2',
+    'tower_1_mixed_conv': 'branch3x3dbl_3a',
+    'tower_1_mixed_conv_1': 'branch3x3dbl_3b',
+    'tower_2_conv': 'branch_pool',
+}
 _BLOCKS = [('mixed', 'Mixed_5b', _BLOCK_A), ('mixed_1', 'Mixed_5c', _BLOCK_A), ('mixed_2', 'Mixed_5d', _BLOCK_A),
            ('mixed_3', 'Mixed_6a', _BLOCK_B), ('mixed_4', 'Mixed_6b', _BLOCK_C), ('mixed_5', 'Mixed_6c', _BLOCK_C),
            ('mixed_6', 'Mixed_6d', _BLOCK_C), ('mixed_7', 'Mixed_6e', _BLOCK_C), ('mixed_8', 'Mixed_7a', _BLOCK_D),
@@ -262,7 +298,9 @@ def _check_fidelity_loads(path) -> None:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     try: FeatureExtractorInceptionV3('inception-v3-compat', ['2048'], feature_extractor_weights_path=str(path))
     except RuntimeError as e:
-        raise DeepSEEError(f"{FID_CONVERTED_FILE}: does not fit torch-fidelity's inception-v3-compat: {str(e).splitlines()[0]}") from None
+        raise DeepSEEError(
+            f"{FID_CONVERTED_FILE}: does not fit torch-fidelity's inception-v3-compat: {str(e).splitlines()[0]}"
+        ) from None
 
 # %% ../nbs/05_metrics.ipynb #b1f5888c
 @lru_cache(maxsize=2)
@@ -340,7 +378,8 @@ def fid(real_images, fake_images, weights=None, device: str | torch.device = 'cp
 # %% ../nbs/05_metrics.ipynb #a92c06fa
 def lr_consistency(sr: torch.Tensor, lr: torch.Tensor, factor: int, quantize: bool = True) -> Score:
     "PSNR (dB) of downsample(sr) against lr, RGB 0..255; RMS error in grey levels in `extra['rms']`."
-    _check_images(sr, 'sr'); _check_images(lr, 'lr')
+    _check_images(sr, 'sr')
+    _check_images(lr, 'lr')
     if tuple(lr.shape[-2:]) != (sr.shape[-2] // factor, sr.shape[-1] // factor) or len(lr) != len(sr):
         raise DeepSEEError(f"lr: shape {tuple(lr.shape)} is not sr {tuple(sr.shape)} downsampled by {factor}")
     s = _to_255(sr, quantize) / 127.5 - 1
@@ -358,7 +397,8 @@ def diversity(samples: torch.Tensor, lpips_net=None, quantize: bool = False) -> 
     if not torch.is_tensor(samples) or samples.dim() not in (4, 5):
         raise DeepSEEError(f"samples: expected (N,3,H,W) or (B,N,3,H,W), got {tuple(getattr(samples, 'shape', ()))}")
     groups = samples[None] if samples.dim() == 4 else samples
-    if groups.shape[1] < 2: raise DeepSEEError(f"samples: diversity needs at least 2 samples per input, got {groups.shape[1]}")
+    if groups.shape[1] < 2:
+        raise DeepSEEError(f"samples: diversity needs at least 2 samples per input, got {groups.shape[1]}")
     _check_images(groups[0], 'samples')
     i, j = torch.combinations(torch.arange(groups.shape[1]), 2).unbind(1)
     vals = []
@@ -368,8 +408,13 @@ def diversity(samples: torch.Tensor, lpips_net=None, quantize: bool = False) -> 
             x = _to_255(grp, quantize)
             d = ((x[i] - x[j]) ** 2).flatten(1).mean(1).sqrt()
         vals.append(d.mean())
-    settings = dict(metric='diversity', distance='lpips' if lpips_net is not None else 'rms (0..255)', n_samples=groups.shape[1],
-                    pairs=len(i), quantized=bool(quantize))
+    settings = dict(
+        metric='diversity',
+        distance='lpips' if lpips_net is not None else 'rms (0..255)',
+        n_samples=groups.shape[1],
+        pairs=len(i),
+        quantized=bool(quantize),
+    )
     if lpips_net is not None: settings['backbone'] = getattr(lpips_net, 'deepsee_backbone', 'unknown')
     return Score(torch.stack(vals).double(), settings)
 
@@ -389,8 +434,11 @@ def disentanglement(out_a: torch.Tensor, out_b: torch.Tensor, labels, k: int | s
     total = change.flatten(1).sum(1)
     share = (change * inside).flatten(1).sum(1) / total
     share[total == 0] = float('nan')
-    return Score(share, dict(metric='disentanglement', region=LABELS[k], distance='abs change (0..255), summed over RGB'),
-                 {'area_share': inside.flatten(1).mean(1)})
+    return Score(
+        share,
+        dict(metric='disentanglement', region=LABELS[k], distance='abs change (0..255), summed over RGB'),
+        {'area_share': inside.flatten(1).mean(1)},
+    )
 
 # %% ../nbs/05_metrics.ipynb #12fb6604
 IDENTITY_PACKAGES = 'dlib-bin==20.0.1.post1 face-recognition-models==0.3.0'
@@ -409,8 +457,12 @@ def identity_available() -> bool:
 def _dlib_models():
     import dlib
     d = _face_models_dir()
-    return (dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(str(d / 'shape_predictor_5_face_landmarks.dat')),
-            dlib.face_recognition_model_v1(str(d / 'dlib_face_recognition_resnet_model_v1.dat')))
+    return (
+        dlib,
+        dlib.get_frontal_face_detector(),
+        dlib.shape_predictor(str(d / 'shape_predictor_5_face_landmarks.dat')),
+        dlib.face_recognition_model_v1(str(d / 'dlib_face_recognition_resnet_model_v1.dat')),
+    )
 
 def identity_similarity(a: torch.Tensor, b: torch.Tensor, upsample: int = 1) -> Score:
     "Per-image dlib face-embedding distance between `a` and reference `b` (< 0.6: same person); cosine in `extra`."
@@ -425,12 +477,20 @@ def identity_similarity(a: torch.Tensor, b: torch.Tensor, upsample: int = 1) -> 
         box = max(boxes, key=lambda r: r.area()) if len(boxes) else dlib.rectangle(0, 0, y.shape[1] - 1, y.shape[0] - 1)
         ex, ey = (np.array(rec.compute_face_descriptor(dlib.get_face_chip(im, shapes(im, box), size=150, padding=0.25)))
                   for im in (x, y))
-        dist.append(float(np.linalg.norm(ex - ey))); cos.append(float(ex @ ey / (np.linalg.norm(ex) * np.linalg.norm(ey))))
+        dist.append(float(np.linalg.norm(ex - ey)))
+        cos.append(float(ex @ ey / (np.linalg.norm(ex) * np.linalg.norm(ey))))
         detected.append(float(len(boxes) > 0))
-    settings = dict(metric='identity', model='dlib_face_recognition_resnet_model_v1', alignment='5-point chip 150 px, box from b',
-                    threshold_same=0.6)
-    return Score(torch.tensor(dist, dtype=torch.float64), settings,
-                 {'cosine': torch.tensor(cos, dtype=torch.float64), 'detected': torch.tensor(detected, dtype=torch.float64)})
+    settings = dict(
+        metric='identity',
+        model='dlib_face_recognition_resnet_model_v1',
+        alignment='5-point chip 150 px, box from b',
+        threshold_same=0.6,
+    )
+    return Score(
+        torch.tensor(dist, dtype=torch.float64),
+        settings,
+        {'cosine': torch.tensor(cos, dtype=torch.float64), 'detected': torch.tensor(detected, dtype=torch.float64)},
+    )
 
 # %% ../nbs/05_metrics.ipynb #99c5e5b0
 class PairEvaluator:
@@ -449,8 +509,10 @@ class PairEvaluator:
 
     def update(self, sr: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor | None = None) -> None:
         "Add a batch of super-resolved images, their ground truth and (optionally) their LR inputs."
-        self._add('psnr', psnr(sr, hr)); self._add('ssim', ssim(sr, hr))
-        self._add('psnr_y', psnr(sr, hr, 'y', crop=self.y_crop)); self._add('ssim_y', ssim(sr, hr, 'y', crop=self.y_crop))
+        self._add('psnr', psnr(sr, hr))
+        self._add('ssim', ssim(sr, hr))
+        self._add('psnr_y', psnr(sr, hr, 'y', crop=self.y_crop))
+        self._add('ssim_y', ssim(sr, hr, 'y', crop=self.y_crop))
         if self.lpips_net is not None: self._add('lpips', lpips_distance(sr, hr, self.lpips_net))
         if lr is not None:
             c = lr_consistency(sr, lr, self.factor)
@@ -470,7 +532,8 @@ class PairEvaluator:
         settings = dict(self.settings)
         if self.fid and out['n'] >= 2:
             f = fid_from_features(torch.cat(self.features['hr']), torch.cat(self.features['sr']))
-            out['fid'] = f.mean(); settings['fid'] = f.settings
+            out['fid'] = f.mean()
+            settings['fid'] = f.settings
         out['settings'] = settings
         return out
 
@@ -532,7 +595,8 @@ def _jsonable(v):
 def write_results(rows: list[dict], out_dir: str | os.PathLike, settings: dict | None = None,
                   name: str = 'results') -> dict[str, Path]:
     "Write rows as `<name>.json` (null where unavailable, with settings), `<name>.md` and `<name>.csv`; returns the paths."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     df = results_frame(rows)
     table_rows = [{k: _jsonable(v) for k, v in r.items() if k in df.columns} for r in df.to_dict('records')]
     for tr, r in zip(table_rows, rows):

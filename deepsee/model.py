@@ -64,7 +64,8 @@ class DeepSEE(nn.Module):
             return lr, mask, None
         if style is not None: return lr, mask, self.check_style(style)
         if guide is not None: return lr, mask, self._guide_style(guide, guide_mask)
-        if c.guided: warnings.warn("a guided model without a guide photo: the style comes from the LR image", DeepSEEWarning, stacklevel=3)
+        if c.guided:
+            warnings.warn("a guided model without a guide photo: the style comes from the LR image", DeepSEEWarning, stacklevel=3)
         return lr, mask, self.encode_style(lr, mask.expand(B, -1, -1), 'lr')
 
     def _guide_style(self, guide, guide_mask=None) -> torch.Tensor:
@@ -72,11 +73,14 @@ class DeepSEE(nn.Module):
         c = self.cfg
         guide = guide[None] if guide.ndim == 3 else guide
         if tuple(guide.shape[-2:]) != (c.hr_size, c.hr_size):
-            raise DeepSEEError(f"guide: photo is {guide.shape[-1]}x{guide.shape[-2]}, the model's HR size is {c.hr_size}x{c.hr_size} "
-                               f"(load_image(path, {c.hr_size}, downscale=True))")
+            raise DeepSEEError(
+                f"guide: photo is {guide.shape[-1]}x{guide.shape[-2]}, the model's HR size is {c.hr_size}x{c.hr_size} "
+                f"(load_image(path, {c.hr_size}, downscale=True))"
+            )
         guide = guide.to(self.device, torch.float32)
         if guide_mask is None:
-            if self.segmenter is None: raise DeepSEEError("guide: this model has no segmenter to label the guide photo; pass its mask")
+            if self.segmenter is None:
+                raise DeepSEEError("guide: this model has no segmenter to label the guide photo; pass its mask")
             guide_mask = self.predict_mask(downsample(guide, c.factor)).long()
         else: guide_mask = self.check_mask(guide_mask, guide.shape[0], 'guide mask')
         return self.encode_style(guide, guide_mask.expand(guide.shape[0], -1, -1), 'hr')
@@ -84,14 +88,19 @@ class DeepSEE(nn.Module):
     def check_lr(self, lr, name: str = 'lr') -> torch.Tensor:
         "An LR batch (B,3,h,w) in [-1,1] at the model's LR size, on its device (one clear line otherwise)."
         if isinstance(lr, np.ndarray): lr = torch.from_numpy(lr)
-        if not torch.is_tensor(lr): raise DeepSEEError(f"{name}: expected a tensor (B,3,h,w) in [-1,1], got {type(lr).__name__}")
+        if not torch.is_tensor(lr):
+            raise DeepSEEError(f"{name}: expected a tensor (B,3,h,w) in [-1,1], got {type(lr).__name__}")
         if lr.ndim == 3: lr = lr[None]
         s, c = self.cfg.lr_size, self.cfg
-        if lr.ndim != 4 or lr.shape[1] != 3: raise DeepSEEError(f"{name}: expected an image batch (B,3,{s},{s}), got shape {tuple(lr.shape)}")
-        if not lr.is_floating_point(): raise DeepSEEError(f"{name}: expected float values in [-1,1], got {lr.dtype} (use load_image)")
+        if lr.ndim != 4 or lr.shape[1] != 3:
+            raise DeepSEEError(f"{name}: expected an image batch (B,3,{s},{s}), got shape {tuple(lr.shape)}")
+        if not lr.is_floating_point():
+            raise DeepSEEError(f"{name}: expected float values in [-1,1], got {lr.dtype} (use load_image)")
         if tuple(lr.shape[-2:]) != (s, s):
-            raise DeepSEEError(f"{name}: LR input is {lr.shape[-1]}x{lr.shape[-2]}, this {c.factor}x model takes {s}x{s} "
-                               f"(load_image(..., downscale=True) shrinks a larger image)")
+            raise DeepSEEError(
+                f"{name}: LR input is {lr.shape[-1]}x{lr.shape[-2]}, this {c.factor}x model takes {s}x{s} "
+                f"(load_image(..., downscale=True) shrinks a larger image)"
+            )
         lo, hi = float(lr.min()), float(lr.max())
         if lo < -1.5 or hi > 1.5:   # bicubic overshoot of an LR made from an HR image is fine; 0..255 data is not
             raise DeepSEEError(f"{name}: values must lie in [-1,1], got {lo:.3g}..{hi:.3g} (load_image converts 0..255 images)")
@@ -100,15 +109,18 @@ class DeepSEE(nn.Module):
     def check_mask(self, mask, batch: int, name: str = 'mask') -> torch.Tensor:
         "A label map (1 or `batch`,H,W) at the model's HR size, as int64 on its device."
         if isinstance(mask, np.ndarray): mask = torch.from_numpy(mask)
-        if not torch.is_tensor(mask): raise DeepSEEError(f"{name}: expected an integer tensor (B,H,W), got {type(mask).__name__}")
+        if not torch.is_tensor(mask):
+            raise DeepSEEError(f"{name}: expected an integer tensor (B,H,W), got {type(mask).__name__}")
         if mask.ndim == 2: mask = mask[None]
         validate_labels(mask, (self.cfg.hr_size,) * 2, name)
-        if mask.shape[0] not in (1, batch): raise DeepSEEError(f"{name}: batch {mask.shape[0]} does not match the LR batch {batch}")
+        if mask.shape[0] not in (1, batch):
+            raise DeepSEEError(f"{name}: batch {mask.shape[0]} does not match the LR batch {batch}")
         return mask.to(self.device, torch.int64)
 
     def check_style(self, style, name: str = 'style') -> torch.Tensor:
         "A style matrix (B,19,d) of the model's width, float32 on its device."
-        if not torch.is_tensor(style): raise DeepSEEError(f"{name}: expected a tensor (B,19,d), got {type(style).__name__}")
+        if not torch.is_tensor(style):
+            raise DeepSEEError(f"{name}: expected a tensor (B,19,d), got {type(style).__name__}")
         if style.ndim == 2: style = style[None]
         want = (self.cfg.n_labels, self.cfg.encoder.style_dim)
         if style.ndim != 3 or tuple(style.shape[1:]) != want:

@@ -27,7 +27,8 @@ HAIR_STYLES = ('bald', 'short', 'medium', 'long', 'bob', 'curly', 'bun')
 
 def _interp_rows(table: np.ndarray, t: float) -> np.ndarray:
     "Colour at position `t` in [0, len-1] along a table of colours."
-    i = min(int(t), len(table) - 2); f = t - i
+    i = min(int(t), len(table) - 2)
+    f = t - i
     return (1 - f) * table[i] + f * table[i + 1]
 
 @functools.lru_cache(maxsize=4096)
@@ -41,30 +42,58 @@ def face_identity(identity: int) -> dict:
     style = HAIR_STYLES[r.choice(len(HAIR_STYLES), p=[0.08, 0.22, 0.17, 0.25, 0.1, 0.1, 0.08])]
     glasses = r.random() < 0.25
     traits = dict(
-        skin=skin.astype(np.float32), hair=np.clip(hair, 0, 1).astype(np.float32),
-        brow=np.clip(hair * r.uniform(0.55, 0.95), 0, 1).astype(np.float32) if style != 'bald' or r.random() < 0.5
-             else _HAIR_COLOURS[r.integers(3)].copy(),
+        skin=skin.astype(np.float32),
+        hair=np.clip(hair, 0, 1).astype(np.float32),
+        brow=np.clip(hair * r.uniform(0.55, 0.95), 0, 1).astype(np.float32)
+        if style != 'bald' or r.random() < 0.5
+        else _HAIR_COLOURS[r.integers(3)].copy(),
         iris=(_IRIS_COLOURS[r.integers(len(_IRIS_COLOURS))] * r.uniform(0.85, 1.15, 3)).astype(np.float32),
         lips=np.clip(lips, 0, 1).astype(np.float32),
-        blotch=r.uniform(0.0, 0.08), blush=r.uniform(0.0, 0.12), stubble=r.uniform(0.2, 0.6) if r.random() < 0.2 else 0.0,
-        head_a=r.uniform(0.39, 0.47), head_b=r.uniform(0.53, 0.62), jaw=r.uniform(0.15, 0.45),
-        eye_x=r.uniform(0.37, 0.46), eye_y=r.uniform(-0.16, -0.04), eye_w=r.uniform(0.16, 0.21),
-        eye_top=r.uniform(0.34, 0.5), eye_bot=r.uniform(0.22, 0.34), eye_tilt=r.uniform(-0.12, 0.2),
+        blotch=r.uniform(0.0, 0.08),
+        blush=r.uniform(0.0, 0.12),
+        stubble=r.uniform(0.2, 0.6) if r.random() < 0.2 else 0.0,
+        head_a=r.uniform(0.39, 0.47),
+        head_b=r.uniform(0.53, 0.62),
+        jaw=r.uniform(0.15, 0.45),
+        eye_x=r.uniform(0.37, 0.46),
+        eye_y=r.uniform(-0.16, -0.04),
+        eye_w=r.uniform(0.16, 0.21),
+        eye_top=r.uniform(0.34, 0.5),
+        eye_bot=r.uniform(0.22, 0.34),
+        eye_tilt=r.uniform(-0.12, 0.2),
         iris_r=r.uniform(0.36, 0.46),
-        brow_gap=r.uniform(0.07, 0.13), brow_w=r.uniform(1.0, 1.3), brow_th=r.uniform(0.035, 0.075),
-        brow_arch=r.uniform(0.0, 0.06), brow_slope=r.uniform(-0.03, 0.04),
-        nose_len=r.uniform(0.30, 0.40), nose_w=r.uniform(0.12, 0.19),
-        mouth_gap=r.uniform(0.15, 0.23), mouth_w=r.uniform(0.27, 0.38), lip_u=r.uniform(0.035, 0.07),
-        lip_l=r.uniform(0.045, 0.09), bow=r.uniform(0.1, 0.45),
-        ear_w=r.uniform(0.11, 0.16), ear_h=r.uniform(0.16, 0.22), ear_y=r.uniform(0.08, 0.2),
-        hair_style=style, hair_volume=r.uniform(0.03, 0.14), hairline=r.uniform(0.35, 0.6),
-        fringe=r.uniform(0.0, 0.3) if r.random() < 0.4 else 0.0, parting=r.uniform(-0.5, 0.5),
-        hair_len=r.uniform(0.9, 1.7), strand_freq=r.uniform(40, 110), curl=r.uniform(0, 1),
+        brow_gap=r.uniform(0.07, 0.13),
+        brow_w=r.uniform(1.0, 1.3),
+        brow_th=r.uniform(0.035, 0.075),
+        brow_arch=r.uniform(0.0, 0.06),
+        brow_slope=r.uniform(-0.03, 0.04),
+        nose_len=r.uniform(0.30, 0.40),
+        nose_w=r.uniform(0.12, 0.19),
+        mouth_gap=r.uniform(0.15, 0.23),
+        mouth_w=r.uniform(0.27, 0.38),
+        lip_u=r.uniform(0.035, 0.07),
+        lip_l=r.uniform(0.045, 0.09),
+        bow=r.uniform(0.1, 0.45),
+        ear_w=r.uniform(0.11, 0.16),
+        ear_h=r.uniform(0.16, 0.22),
+        ear_y=r.uniform(0.08, 0.2),
+        hair_style=style,
+        hair_volume=r.uniform(0.03, 0.14),
+        hairline=r.uniform(0.35, 0.6),
+        fringe=r.uniform(0.0, 0.3) if r.random() < 0.4 else 0.0,
+        parting=r.uniform(-0.5, 0.5),
+        hair_len=r.uniform(0.9, 1.7),
+        strand_freq=r.uniform(40, 110),
+        curl=r.uniform(0, 1),
         ears_covered=style in ('medium', 'long', 'bob', 'curly') and r.random() < 0.6,
-        glasses=glasses, glasses_round=r.random() < 0.5, sunglasses=glasses and r.random() < 0.2,
+        glasses=glasses,
+        glasses_round=r.random() < 0.5,
+        sunglasses=glasses and r.random() < 0.2,
         frame=(r.uniform(0, 0.35, 3) if r.random() < 0.7 else _METALS[r.integers(len(_METALS))]).astype(np.float32),
-        earrings=r.random() < 0.25, earring_kind=int(r.integers(3)),
-        metal=_METALS[r.integers(len(_METALS))].copy(), necklace=r.random() < 0.2,
+        earrings=r.random() < 0.25,
+        earring_kind=int(r.integers(3)),
+        metal=_METALS[r.integers(len(_METALS))].copy(),
+        necklace=r.random() < 0.2,
     )
     return {**traits, **_fine_appearance(identity, skin, np.clip(hair, 0, 1))}
 
@@ -89,28 +118,51 @@ def face_params(seed: int, identity: int | None = None) -> dict:
     p = dict(face_identity(identity))
     r = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFF, 0x5EED])
     jit = lambda c, s: np.clip(c * r.uniform(1 - s, 1 + s, 3), 0, 1).astype(np.float32)
-    p.update(identity=identity, seed=int(seed),
-             skin=jit(p['skin'], 0.03), hair=jit(p['hair'], 0.05), lips=jit(p['lips'], 0.05),
-             hx=r.uniform(-0.06, 0.06), hy=r.uniform(-0.14, -0.04), roll=float(np.clip(r.normal(0, 0.07), -0.16, 0.16)),
-             scale=r.uniform(0.9, 1.08), yaw=r.uniform(-0.22, 0.22),
-             mouth_open=r.uniform(0.03, 0.13) if r.random() < 0.35 else 0.0, smile=r.uniform(-0.3, 1.0),
-             eye_open=1.0 if r.random() < 0.93 else r.uniform(0.1, 0.35), gaze=tuple(float(t) for t in r.uniform(-0.35, 0.35, 2)),
-             brow_raise=r.uniform(-0.02, 0.03),
-             light=tuple(float(t) for t in r.uniform(-1, 1, 2)), light_strength=r.uniform(0.05, 0.3), exposure=r.uniform(0.85, 1.12),
-             cast=r.uniform(0.95, 1.05, 3).astype(np.float32), grain=r.uniform(0.005, 0.03),
-             bg=r.uniform(0.05, 0.95, (2, 3)).astype(np.float32), bg_kind=int(r.choice(4, p=[0.45, 0.3, 0.15, 0.1])),
-             bg_angle=r.uniform(0, np.pi), bg_freq=r.uniform(6, 20),
-             cloth=r.uniform(0.03, 0.95, (2, 3)).astype(np.float32), cloth_kind=int(r.integers(5)),
-             cloth_freq=r.uniform(8, 30), cloth_angle=r.uniform(0, np.pi),
-             shoulder_y=r.uniform(0.68, 0.86), neckline=int(r.integers(3)), neckline_w=r.uniform(0.14, 0.3),
-             neckline_d=r.uniform(0.06, 0.3), neck_w=r.uniform(0.5, 0.62),
-             hat=r.random() < 0.1, hat_colour=r.uniform(0.05, 0.95, (2, 3)).astype(np.float32),
-             hat_brim=r.uniform(0.3, 0.5), hat_knit=r.random() < 0.5,
-             necklace=(r.random() < 0.7) if p['necklace'] else (r.random() < 0.04),
-             necklace_drop=r.uniform(0.05, 0.2), necklace_th=r.uniform(0.012, 0.03),
-             earrings=(r.random() < 0.85) if p['earrings'] else False,
-             glasses=(r.random() < 0.85) if p['glasses'] else (r.random() < 0.04),
-             noise_grid=r.standard_normal((4, 7, 7)).astype(np.float32))
+    p.update(
+        identity=identity,
+        seed=int(seed),
+        skin=jit(p['skin'], 0.03),
+        hair=jit(p['hair'], 0.05),
+        lips=jit(p['lips'], 0.05),
+        hx=r.uniform(-0.06, 0.06),
+        hy=r.uniform(-0.14, -0.04),
+        roll=float(np.clip(r.normal(0, 0.07), -0.16, 0.16)),
+        scale=r.uniform(0.9, 1.08),
+        yaw=r.uniform(-0.22, 0.22),
+        mouth_open=r.uniform(0.03, 0.13) if r.random() < 0.35 else 0.0,
+        smile=r.uniform(-0.3, 1.0),
+        eye_open=1.0 if r.random() < 0.93 else r.uniform(0.1, 0.35),
+        gaze=tuple(float(t) for t in r.uniform(-0.35, 0.35, 2)),
+        brow_raise=r.uniform(-0.02, 0.03),
+        light=tuple(float(t) for t in r.uniform(-1, 1, 2)),
+        light_strength=r.uniform(0.05, 0.3),
+        exposure=r.uniform(0.85, 1.12),
+        cast=r.uniform(0.95, 1.05, 3).astype(np.float32),
+        grain=r.uniform(0.005, 0.03),
+        bg=r.uniform(0.05, 0.95, (2, 3)).astype(np.float32),
+        bg_kind=int(r.choice(4, p=[0.45, 0.3, 0.15, 0.1])),
+        bg_angle=r.uniform(0, np.pi),
+        bg_freq=r.uniform(6, 20),
+        cloth=r.uniform(0.03, 0.95, (2, 3)).astype(np.float32),
+        cloth_kind=int(r.integers(5)),
+        cloth_freq=r.uniform(8, 30),
+        cloth_angle=r.uniform(0, np.pi),
+        shoulder_y=r.uniform(0.68, 0.86),
+        neckline=int(r.integers(3)),
+        neckline_w=r.uniform(0.14, 0.3),
+        neckline_d=r.uniform(0.06, 0.3),
+        neck_w=r.uniform(0.5, 0.62),
+        hat=r.random() < 0.1,
+        hat_colour=r.uniform(0.05, 0.95, (2, 3)).astype(np.float32),
+        hat_brim=r.uniform(0.3, 0.5),
+        hat_knit=r.random() < 0.5,
+        necklace=(r.random() < 0.7) if p['necklace'] else (r.random() < 0.04),
+        necklace_drop=r.uniform(0.05, 0.2),
+        necklace_th=r.uniform(0.012, 0.03),
+        earrings=(r.random() < 0.85) if p['earrings'] else False,
+        glasses=(r.random() < 0.85) if p['glasses'] else (r.random() < 0.04),
+        noise_grid=r.standard_normal((4, 7, 7)).astype(np.float32),
+    )
     p['sunglasses'] = p['sunglasses'] and p['glasses']
     return p
 
@@ -125,14 +177,16 @@ class _Canvas:
         dx, dy = self.x - hx, self.y - hy
         self.U = ((dx * self.cos + dy * self.sin) / scale).astype(np.float32)
         self.V = ((-dx * self.sin + dy * self.cos) / scale).astype(np.float32)
-        self.X = np.broadcast_to(self.x, (size, size)); self.Y = np.broadcast_to(self.y, (size, size))
+        self.X = np.broadcast_to(self.x, (size, size))
+        self.Y = np.broadcast_to(self.y, (size, size))
         self.L = np.zeros((size, size), np.uint8)
 
     def window(self, cu: float, cv: float, r: float, head: bool = True) -> tuple[slice, slice]:
         "Pixel slices of the square around a disc of radius `r` centred at (cu, cv) (head or image coordinates)."
         if head:
             x = self.hx + self.scale * (cu * self.cos - cv * self.sin)
-            y = self.hy + self.scale * (cu * self.sin + cv * self.cos); r = r * self.scale
+            y = self.hy + self.scale * (cu * self.sin + cv * self.cos)
+            r = r * self.scale
         else: x, y = cu, cv
         s = self.size
         to = lambda t: int(min(max(math.floor((t + 1) / 2 * s), 0), s))
@@ -171,7 +225,9 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
     g = dict(a=a, b=b, yaw=yaw)
 
     # neck and clothes, in image coordinates (the body does not roll with the head)
-    bx = p['hx'] * 0.6; nw = a * p['neck_w'] * p['scale']; sy = p['shoulder_y']
+    bx = p['hx'] * 0.6
+    nw = a * p['neck_w'] * p['scale']
+    sy = p['shoulder_y']
     neck_top = p['hy'] + b * 0.3 * p['scale']
     X, Y = cv.X, cv.Y
     dx = X - bx
@@ -188,7 +244,8 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
         cv.paint_image(16, (np.abs(Y - yn) < p['necklace_th']) & (cv.L == 17))
 
     # ears, hair behind the head, the head
-    ey = p['ear_y'] * b; ew, eh = p['ear_w'] * a, p['ear_h'] * b
+    ey = p['ear_y'] * b
+    ew, eh = p['ear_w'] * a, p['ear_h'] * b
     ears = []
     for side, k in ((1, 8), (-1, 9)):   # person's left ear (l_ear, 8) is on the image's right (u > 0)
         w = ew * float(np.clip(1 - side * p['yaw'] * 1.6, 0.35, 1.4))
@@ -200,19 +257,39 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
     style = p['hair_style']
     hv = p['hair_volume']
     if style in ('bald',): outer = None
-    elif style == 'short': outer = lambda du, dv: _ellipse(du, dv + b * 0.06, a * (1.03 + hv * 0.5), b * (1.04 + hv)) & (dv < b * (p['ear_y'] - 0.12))
-    elif style == 'medium': outer = lambda du, dv: _ellipse(du, dv + b * 0.05, a * (1.12 + hv), b * (1.08 + hv)) & (dv < b * 0.55)
-    elif style == 'bob': outer = lambda du, dv: (_ellipse(du, dv + b * 0.05, a * (1.15 + hv), b * (1.1 + hv)) | (np.abs(du) < a * (1.1 + hv))) & (dv < b * 0.35)
-    elif style == 'long': outer = lambda du, dv: (_ellipse(du, dv + b * 0.05, a * (1.12 + hv), b * (1.08 + hv)) | ((dv > 0) & (np.abs(du) < a * (1.1 + hv + 0.12 * dv / b)))) & (dv < b * p['hair_len'])
+    elif style == 'short':
+        outer = lambda du, dv: (
+            _ellipse(du, dv + b * 0.06, a * (1.03 + hv * 0.5), b * (1.04 + hv)) & (dv < b * (p['ear_y'] - 0.12))
+        )
+    elif style == 'medium':
+        outer = lambda du, dv: _ellipse(du, dv + b * 0.05, a * (1.12 + hv), b * (1.08 + hv)) & (dv < b * 0.55)
+    elif style == 'bob':
+        outer = lambda du, dv: (
+            (_ellipse(du, dv + b * 0.05, a * (1.15 + hv), b * (1.1 + hv)) | (np.abs(du) < a * (1.1 + hv))) & (dv < b * 0.35)
+        )
+    elif style == 'long':
+        outer = lambda du, dv: (
+            (
+                _ellipse(du, dv + b * 0.05, a * (1.12 + hv), b * (1.08 + hv))
+                | ((dv > 0) & (np.abs(du) < a * (1.1 + hv + 0.12 * dv / b)))
+            )
+            & (dv < b * p['hair_len'])
+        )
     elif style == 'curly':
         def outer(du, dv):
             th = np.arctan2(dv + b * 0.15, du)
-            return _ellipse(du, dv + b * 0.15, a * (1.3 + hv) * (1 + 0.05 * np.sin(11 * th)), b * (1.15 + hv) * (1 + 0.05 * np.sin(11 * th))) & (dv < b * 0.45)
+            return _ellipse(
+                du, dv + b * 0.15, a * (1.3 + hv) * (1 + 0.05 * np.sin(11 * th)), b * (1.15 + hv) * (1 + 0.05 * np.sin(11 * th))
+            ) & (dv < b * 0.45)
     else:  # bun
-        outer = lambda du, dv: (_ellipse(du, dv + b * 0.06, a * (1.03 + hv * 0.5), b * (1.04 + hv)) & (dv < b * (p['ear_y'] - 0.12))) | _ellipse(du, dv + b * 1.08, a * 0.38, a * 0.32)
+        outer = lambda du, dv: (
+            (_ellipse(du, dv + b * 0.06, a * (1.03 + hv * 0.5), b * (1.04 + hv)) & (dv < b * (p['ear_y'] - 0.12)))
+            | _ellipse(du, dv + b * 1.08, a * 0.38, a * 0.32)
+        )
     R = max(a, b) * 1.8 + (b * p['hair_len'] if style == 'long' else 0)
     if p['ears_covered'] and outer is not None:
-        paint_ears(); cv.paint(13, outer, 0.0, 0.0, R)
+        paint_ears()
+        cv.paint(13, outer, 0.0, 0.0, R)
     else:
         if outer is not None: cv.paint(13, outer, 0.0, 0.0, R)
         paint_ears()
@@ -240,13 +317,22 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
             cv.paint(3, lambda du, dv: _superellipse(du, dv, lw, lh, n), cu, cvv, max(lw, lh) * 1.2)
         bridge_w = ex - lw * 0.95
         if bridge_w > 0:
-            cv.paint(3, lambda du, dv: (np.abs(du) < bridge_w + ft) & (np.abs(dv + lh * 0.35) < ft * 0.6), yaw * 1.1, eyv, bridge_w + ft)
+            cv.paint(
+                3, lambda du, dv: (np.abs(du) < bridge_w + ft) & (np.abs(dv + lh * 0.35) < ft * 0.6), yaw * 1.1, eyv, bridge_w + ft
+            )
         hwe = float(half_width(eyv))
         for side in (1, -1):
-            c0 = yaw * 1.1 + side * (ex + lw * 0.9); c1 = side * (hwe * 1.03)
+            c0 = yaw * 1.1 + side * (ex + lw * 0.9)
+            c1 = side * (hwe * 1.03)
             lo, hi = min(c0, c1), max(c0, c1)
             if hi > lo:
-                cv.paint(3, lambda du, dv, lo=lo, hi=hi: (du > lo) & (du < hi) & (np.abs(dv + lh * 0.3) < ft * 0.5), (lo + hi) / 2, eyv, (hi - lo) / 2 + lh)
+                cv.paint(
+                    3,
+                    lambda du, dv, lo=lo, hi=hi: (du > lo) & (du < hi) & (np.abs(dv + lh * 0.3) < ft * 0.5),
+                    (lo + hi) / 2,
+                    eyv,
+                    (hi - lo) / 2 + lh,
+                )
         g.update(glasses=(lw, lh, ft, n))
     if not p['sunglasses']:
         for k, cu, cvv, side in eyes:
@@ -272,10 +358,13 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
     # lips and the inner mouth
     my = vn + p['mouth_gap'] * b
     mw = a * p['mouth_w'] * (1 + 0.12 * p['smile'])
-    opn = a * p['mouth_open']; ou, ol = opn * 0.4, opn * 0.6
+    opn = a * p['mouth_open']
+    ou, ol = opn * 0.4, opn * 0.6
     hu, hl, smile = a * p['lip_u'], a * p['lip_l'], a * 0.05 * p['smile']
     def mouth_parts(du, dv):
-        t = du / mw; f = np.clip(1 - t ** 2, 0, None); inside = f > 0
+        t = du / mw
+        f = np.clip(1 - t ** 2, 0, None)
+        inside = f > 0
         c = -smile * t ** 2
         gap = f ** 0.8
         top_in, bot_in = c - ou * gap, c + ol * gap
@@ -287,7 +376,9 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
         return upper, inner, lower
     sl = cv.window(yaw, my, mw * 1.1)
     up, inn, lo = mouth_parts(cv.U[sl] - yaw, cv.V[sl] - my)
-    cv.L[sl][up] = 11; cv.L[sl][inn] = 10; cv.L[sl][lo] = 12
+    cv.L[sl][up] = 11
+    cv.L[sl][inn] = 10
+    cv.L[sl][lo] = 12
     g.update(mouth=(yaw, my, mw, ou, ol, smile))
 
     # hair in front of the head: above the hairline (sideburns at the temples, a fringe, a parting)
@@ -324,14 +415,16 @@ def _smooth_noise(grid: np.ndarray, size: int) -> np.ndarray:
     "Smooth random field (C, size, size) from a (C, g, g) grid of values (separable cosine interpolation; no BLAS threads)."
     g = grid.shape[-1]
     t = ((np.arange(size, dtype=np.float32) + 0.5) / size) * (g - 1)
-    i = np.minimum(t.astype(int), g - 2); f = ((1 - np.cos(np.pi * (t - i))) / 2).astype(np.float32)
+    i = np.minimum(t.astype(int), g - 2)
+    f = ((1 - np.cos(np.pi * (t - i))) / 2).astype(np.float32)
     grid = grid.astype(np.float32)
     rows = grid[:, i, :] * (1 - f)[None, :, None] + grid[:, i + 1, :] * f[None, :, None]   # (C, size, g)
     return rows[:, :, i] * (1 - f) + rows[:, :, i + 1] * f
 
 def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.ndarray:
     "RGB float image (H, W, 3) in [0, 1] of the painted label map: every pixel's colour comes from its label."
-    S = cv.size; L = cv.L.ravel()
+    S = cv.size
+    L = cv.L.ravel()
     col = lambda c: np.asarray(c, np.float32).reshape(3, 1)         # colours are channel-first (3, n) here
     if not texture:   # flat colours: the image is a pure function of the label map
         lut = np.array([p['bg'][0], p['skin'], p['skin'] * 0.97, p['frame'], [0.9, 0.9, 0.88], [0.88, 0.88, 0.86],
@@ -350,8 +443,10 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
     # head-dome shading for skin-like regions
     dome = lambda u, v: 0.78 + 0.22 * np.sqrt(np.clip(1 - (u / (a * 1.15)) ** 2 - (v / (b * 1.15)) ** 2, 0, 1))
     for k in present:
-        idx = np.flatnonzero(L == k); u, v, x, y = Uf[idx], Vf[idx], Xf[idx], Yf[idx]
-        n3 = noise[:3, idx]; n1 = noise[3, idx]
+        idx = np.flatnonzero(L == k)
+        u, v, x, y = Uf[idx], Vf[idx], Xf[idx], Yf[idx]
+        n3 = noise[:3, idx]
+        n1 = noise[3, idx]
         if k == 0:   # background: gradient, blurry blobs, stripes or tiles
             ang, f = p['bg_angle'], p['bg_freq']
             t = np.clip((x * math.cos(ang) + y * math.sin(ang) + 1) / 2, 0, 1)
@@ -396,12 +491,18 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
             c = np.repeat(col([0.93, 0.91, 0.88]), len(idx), 1)
             for kk, cu, cvv, side in g['eyes']:
                 if kk != k: continue
-                ew = g['eye_w']; gx, gy = p['gaze'][0] * ew * 0.35, p['gaze'][1] * ew * 0.15
-                r = np.hypot(u - cu - gx, v - cvv - gy); ri = ew * p['iris_r']
+                ew = g['eye_w']
+                gx, gy = p['gaze'][0] * ew * 0.35, p['gaze'][1] * ew * 0.15
+                r = np.hypot(u - cu - gx, v - cvv - gy)
+                ri = ew * p['iris_r']
                 iris = r < ri
                 ang = np.arctan2(v - cvv - gy, u - cu - gx)[iris]      # the iris pattern: spokes and a dark rim
-                c[:, iris] = col(p['iris']) * (0.75 + 0.35 * (r[iris] / ri)) * (0.85 + 0.15 * np.cos(p['iris_spokes'] * ang)) \
-                             * (1 - p['iris_rim'] * (r[iris] > ri * 0.8))
+                c[:, iris] = (
+                    col(p['iris'])
+                    * (0.75 + 0.35 * (r[iris] / ri))
+                    * (0.85 + 0.15 * np.cos(p['iris_spokes'] * ang))
+                    * (1 - p['iris_rim'] * (r[iris] > ri * 0.8))
+                )
                 c[:, r < ri * 0.42] = 0.04
                 c[:, np.hypot(u - cu - gx + ri * 0.3, v - cvv - gy + ri * 0.3) < ri * 0.16] = 0.97   # catch-light
                 f = np.clip(1 - ((u - cu) / ew) ** 2, 0, 1)
@@ -426,7 +527,8 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
         elif k == 10:   # inner mouth: teeth under the upper lip, dark throat
             mu, mv, mw, ou, ol, smile = g['mouth']
             c = np.repeat(col([0.28, 0.05, 0.07]), len(idx), 1)
-            t = (u - mu) / mw; cline = -smile * t ** 2
+            t = (u - mu) / mw
+            cline = -smile * t ** 2
             teeth = (v - mv) < cline - ou * np.clip(1 - t ** 2, 0, 1) ** 0.8 + (ou + ol) * 0.45
             c[:, teeth] = col([0.92, 0.9, 0.82]) * (0.85 + 0.15 * np.cos(t[teeth] * 40))
         elif k in (11, 12):   # lips: a highlight on the lower lip

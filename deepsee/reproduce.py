@@ -21,15 +21,41 @@ NOTEBOOKS = ('07_ablations', '05c_tables', '08_oracle_sampling')
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     'cpu': {
-        'common': dict(profile='cpu', data='synthetic:64', preset_name='tiny', lr_size=None, steps=20, epochs=None,
-                       batch_size=4, no_vgg=True, segmenter=False, seg_steps=None, n_test=16, device='cpu', seed=0),
+        'common': dict(
+            profile='cpu',
+            data='synthetic:64',
+            preset_name='tiny',
+            lr_size=None,
+            steps=20,
+            epochs=None,
+            batch_size=4,
+            no_vgg=True,
+            segmenter=False,
+            seg_steps=None,
+            n_test=16,
+            device='cpu',
+            seed=0,
+        ),
         '07_ablations': {},
         '05c_tables': {},
         '08_oracle_sampling': dict(n_images=3, n_samples=[1, 10, 100], delta=0.2),
     },
     'paper': {
-        'common': dict(profile='paper', data=None, preset_name='celeba_8x', lr_size=None, steps=None, epochs=8,
-                       batch_size=None, no_vgg=False, segmenter=True, seg_steps=None, n_test=None, device='cuda', seed=0),
+        'common': dict(
+            profile='paper',
+            data=None,
+            preset_name='celeba_8x',
+            lr_size=None,
+            steps=None,
+            epochs=8,
+            batch_size=None,
+            no_vgg=False,
+            segmenter=True,
+            seg_steps=None,
+            n_test=None,
+            device='cuda',
+            seed=0,
+        ),
         '07_ablations': dict(epochs=7),
         '05c_tables': dict(data_hq=None, preset_hq='celebamaskhq_8x', epochs_hq=None),
         '08_oracle_sampling': dict(n_images=12, n_samples=[1, 10, 100, 1000], delta=0.2),
@@ -43,12 +69,14 @@ def profile_parameters(profile: str, notebook: str, data: str | None = None, dev
     if notebook not in NOTEBOOKS: raise DeepSEEError(f"{notebook}: not an experiment notebook ({', '.join(NOTEBOOKS)})")
     p = {**copy.deepcopy(PROFILES[profile]['common']), **copy.deepcopy(PROFILES[profile][notebook])}
     if data is not None: p['data'] = str(data)
-    if p['data'] is None: raise DeepSEEError(f"--data: profile {profile!r} needs a prepared dataset folder (deepsee prepare celeba ...)")
+    if p['data'] is None:
+        raise DeepSEEError(f"--data: profile {profile!r} needs a prepared dataset folder (deepsee prepare celeba ...)")
     if not str(p['data']).startswith('synthetic:') and not Path(p['data']).is_dir():
         raise DeepSEEError(f"--data {p['data']}: not a folder (expected a dataset prepared by `deepsee prepare`)")
     if device is not None: p['device'] = device
     if 'data_hq' in p and data_hq is not None:
-        if not Path(data_hq).is_dir(): raise DeepSEEError(f"--data-hq {data_hq}: not a folder (a prepared CelebAMask-HQ dataset)")
+        if not Path(data_hq).is_dir():
+            raise DeepSEEError(f"--data-hq {data_hq}: not a folder (a prepared CelebAMask-HQ dataset)")
         p['data_hq'] = str(data_hq)
     p['out_dir'] = str(Path(out_dir if out_dir is not None else 'figures').resolve())
     p['runs_dir'] = str(Path(runs_dir if runs_dir is not None else Path('runs') / profile).resolve())
@@ -62,7 +90,10 @@ def notebooks_dir(path=None) -> Path:
     import deepsee
     d = Path(path) if path is not None else Path(deepsee.__file__).resolve().parent.parent / 'nbs'
     missing = [n for n in NOTEBOOKS if not (d / f'{n}.ipynb').is_file()]
-    if missing: raise DeepSEEError(f"{d}: no {missing[0]}.ipynb here; `deepsee reproduce` runs from a source checkout (or pass --nbs DIR)")
+    if missing:
+        raise DeepSEEError(
+            f"{d}: no {missing[0]}.ipynb here; `deepsee reproduce` runs from a source checkout (or pass --nbs DIR)"
+        )
     return d
 
 def declared_parameters(nb_path) -> dict[str, Any]:
@@ -81,8 +112,16 @@ def run_notebook(nb_path, out_path, parameters: dict, progress: bool = True, log
     out_path.parent.mkdir(parents=True, exist_ok=True)
     t = time.time()
     try:
-        pm.execute_notebook(str(nb_path), str(out_path), parameters=params, cwd=str(nb_path.parent), kernel_name=kernel_name,
-                            progress_bar=progress, log_output=log_output, report_mode=False)
+        pm.execute_notebook(
+            str(nb_path),
+            str(out_path),
+            parameters=params,
+            cwd=str(nb_path.parent),
+            kernel_name=kernel_name,
+            progress_bar=progress,
+            log_output=log_output,
+            report_mode=False,
+        )
     except pm.PapermillExecutionError as e:
         raise DeepSEEError(f"{nb_path.name}: cell {e.exec_count} failed ({e.ename}: {e.evalue}); see {out_path}") from None
     return dict(seconds=round(time.time() - t, 1), parameters=params, ignored=ignored)
@@ -90,16 +129,28 @@ def run_notebook(nb_path, out_path, parameters: dict, progress: bool = True, log
 # %% ../nbs/13_reproduce.ipynb #16ad946e
 def _record(a, plan: dict, done: dict, t0: float, load0) -> dict:
     import torch
-    return dict(profile=a.profile, command='deepsee reproduce ' + ' '.join(a.argv), notebooks=done,
-                total_seconds=round(time.time() - t0, 1), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-                load_avg_start=load0, load_avg_end=list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
-                python=platform.python_version(), torch=torch.__version__, platform=platform.platform(),
-                finished=time.strftime('%Y-%m-%d %H:%M:%S'), plan={k: v['parameters'] for k, v in plan.items()})
+    return dict(
+        profile=a.profile,
+        command='deepsee reproduce ' + ' '.join(a.argv),
+        notebooks=done,
+        total_seconds=round(time.time() - t0, 1),
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        load_avg_start=load0,
+        load_avg_end=list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
+        python=platform.python_version(),
+        torch=torch.__version__,
+        platform=platform.platform(),
+        finished=time.strftime('%Y-%m-%d %H:%M:%S'),
+        plan={k: v['parameters'] for k, v in plan.items()},
+    )
 
 def main_reproduce(argv: list[str]) -> int:
     "`deepsee reproduce --profile cpu|paper ...`: run every experiment notebook with the profile's parameters."
     from tqdm.auto import tqdm
-    p = argparse.ArgumentParser(prog='deepsee reproduce', description='Rerun the experiment notebooks (papermill) with a profile.')
+    p = argparse.ArgumentParser(
+        prog='deepsee reproduce', description='Rerun the experiment notebooks (papermill) with a profile.'
+    )
     p.add_argument('--profile', required=True, choices=sorted(PROFILES))
     p.add_argument('--data', help="dataset: 'synthetic:N' or a prepared folder (required for the paper profile)")
     p.add_argument('--data-hq', help='paper profile: a prepared CelebAMask-HQ folder for Table 1 (optional)')
@@ -112,19 +163,24 @@ def main_reproduce(argv: list[str]) -> int:
     p.add_argument('--dry-run', action='store_true', help='print the plan, run nothing')
     p.add_argument('--no-progress', action='store_true')
     p.add_argument('--log-output', action='store_true', help="stream the notebooks' output to the terminal")
-    a = p.parse_args(argv); a.argv = list(argv)
+    a = p.parse_args(argv)
+    a.argv = list(argv)
     nbs = notebooks_dir(a.nbs)
     names = list(NOTEBOOKS)
     if a.only:
         names = [n.strip().removesuffix('.ipynb') for n in a.only.split(',') if n.strip()]
         for n in names:
-            if n not in NOTEBOOKS: raise DeepSEEError(f"--only {n}: not an experiment notebook ({', '.join(NOTEBOOKS)})")
+            if n not in NOTEBOOKS:
+                raise DeepSEEError(f"--only {n}: not an experiment notebook ({', '.join(NOTEBOOKS)})")
         names = [n for n in NOTEBOOKS if n in names]
     out = Path(a.out)
-    plan = {n: dict(parameters=profile_parameters(a.profile, n, a.data, a.device, out, a.runs, a.data_hq, steps=a.steps))
-            for n in names}
+    plan = {
+        n: dict(parameters=profile_parameters(a.profile, n, a.data, a.device, out, a.runs, a.data_hq, steps=a.steps))
+        for n in names
+    }
     if a.dry_run:
-        for n, v in plan.items(): print(f"{n}.ipynb -> {out / 'executed' / (n + '.ipynb')}\n  " + json.dumps(v['parameters']))
+        for n, v in plan.items():
+            print(f"{n}.ipynb -> {out / 'executed' / (n + '.ipynb')}\n  " + json.dumps(v['parameters']))
         return 0
     t0, load0 = time.time(), list(os.getloadavg()) if hasattr(os, 'getloadavg') else None
     done = {}

@@ -89,7 +89,8 @@ def _conv_weight(sd: dict, prefix: str, where) -> torch.Tensor:
 
 def research_encoder_config(E: dict, where) -> tuple[str, EncoderConfig]:
     "(variant, EncoderConfig) of a research style encoder: combined (mini + full) = independent, full only = guided."
-    if any(k.startswith('encoder_mini.') for k in E): variant, full, mini = 'independent', 'encoder_full.', 'encoder_mini.'
+    if any(k.startswith('encoder_mini.') for k in E):
+        variant, full, mini = 'independent', 'encoder_full.', 'encoder_mini.'
     elif any(k.startswith('initial.') for k in E): variant, full, mini = 'guided', '', None
     else: raise DeepSEEError(f"{where}: not a DeepSEE style encoder (no encoder_mini.* or initial.* keys)")
     widths = lambda pre, layers: tuple(_conv_weight(E, pre + l, where).shape[0] for l in layers)
@@ -137,9 +138,12 @@ def research_config(G: dict, E: dict | None, opt: dict, name: str, where: dict) 
     if any(k.startswith(f'{b}.conv_s') for b in blocks for k in G):
         raise DeepSEEError(f"{wg}: learned shortcuts (conv_s) match no DeepSEE generator")
     kinds = [_kind(G, f'{b}.norm_{i}') for b in blocks for i in (0, 1)]
-    if 'unknown' in kinds: raise DeepSEEError(f"{wg}: {blocks[kinds.index('unknown') // 2]} has no SPADE or SEAN weights")
+    if 'unknown' in kinds:
+        raise DeepSEEError(f"{wg}: {blocks[kinds.index('unknown') // 2]} has no SPADE or SEAN weights")
     if kinds[0] != 'spade' or kinds[1] != 'spade':
-        raise DeepSEEError(f"{wg}: head_0 has style weights (norm_G without 'late'); deepsee builds the paper's late-style generator")
+        raise DeepSEEError(
+            f"{wg}: head_0 has style weights (norm_G without 'late'); deepsee builds the paper's late-style generator"
+        )
     per_block = kinds[2::2]
     if per_block != kinds[3::2]: raise DeepSEEError(f"{wg}: the two NormBlocks of a ResBlock differ in kind")
     pure = 0
@@ -217,18 +221,23 @@ def _norm_keys(take: _Taker, src: str, dst: str, nb, kind: str) -> dict:
     "One research NormBlock (`kind` sean / spade / pure) -> our `NormBlock` `nb` (its branches decided by the config)."
     out, where = {}, take.where
     if take.has(f'{src}.param_free_norm.running_mean'):
-        for k in ('running_mean', 'running_var', 'num_batches_tracked'): out[f'{dst}.norm.{k}'] = take(f'{src}.param_free_norm.{k}')
+        for k in ('running_mean', 'running_var', 'num_batches_tracked'):
+            out[f'{dst}.norm.{k}'] = take(f'{src}.param_free_norm.{k}')
     take.skip(f'{src}.style_conv.')
     want = ('pure' if nb.gain == 0 else 'sean') if nb.hidden_size or nb.style else 'spade'
     if kind != want: raise DeepSEEError(f"{where}: {src} is a {kind} block where the configuration has {want}")
     if nb.semantics:
-        out[f'{dst}.mlp_shared.weight'], out[f'{dst}.mlp_shared.bias'] = take(f'{src}.mlp_shared.0.weight'), take(f'{src}.mlp_shared.0.bias')
+        out[f'{dst}.mlp_shared.weight'], out[f'{dst}.mlp_shared.bias'] = (
+            take(f'{src}.mlp_shared.0.weight'),
+            take(f'{src}.mlp_shared.0.bias'),
+        )
     else: take.skip(f'{src}.mlp_shared.')                            # pure SEAN below max_fm_size: never used
     for what in ('weight', 'bias'):
         style = _stack(take, src, 'mlp_style_gamma', 'mlp_style_beta', what) if kind != 'spade' else None
         sem = _stack(take, src, 'mlp_gamma', 'mlp_beta', what) if kind != 'pure' else None
         if nb.hidden_size and kind == 'sean':         # above max_fm_size both convs read SPADE's hidden layer: blend them
-            if style.shape != sem.shape: raise DeepSEEError(f"{where}: {src}: style width != SPADE hidden width above max_fm_size")
+            if style.shape != sem.shape:
+                raise DeepSEEError(f"{where}: {src}: style width != SPADE hidden width above max_fm_size")
             a = torch.cat([torch.sigmoid(take(f'{src}.alpha_gamma')).expand(nb.channels),
                            torch.sigmoid(take(f'{src}.alpha_beta')).expand(nb.channels)])
             out[f'{dst}.mlp_gamma_beta.{what}'] = torch.lerp(sem, style, a.view(-1, *[1] * (sem.ndim - 1)))
@@ -237,7 +246,10 @@ def _norm_keys(take: _Taker, src: str, dst: str, nb, kind: str) -> dict:
             if sem is not None: out[f'{dst}.mlp_gamma_beta.{what}'] = sem
             if style is not None: out[f'{dst}.style_gamma_beta.{what}'] = style
     if nb.semantics and nb.style:
-        out[f'{dst}.blend_gamma'], out[f'{dst}.blend_beta'] = take(f'{src}.alpha_gamma').reshape(()), take(f'{src}.alpha_beta').reshape(())
+        out[f'{dst}.blend_gamma'], out[f'{dst}.blend_beta'] = (
+            take(f'{src}.alpha_gamma').reshape(()),
+            take(f'{src}.alpha_beta').reshape(()),
+        )
     return out
 
 def convert_generator(G: dict, generator, where) -> dict:
@@ -262,9 +274,12 @@ def convert_encoder(E: dict, cfg: DeepSEEConfig, where) -> dict:
     "Our `StyleEncoder` state dict from the research combined (independent) or full (guided) style encoder."
     take, out = _Taker(E, where), {}
     lr = bool(cfg.encoder.lr_widths)                     # independent: a combined encoder; guided: the full one alone
-    pairs = [('encoder_full.' if lr else '', 'hr', 'encoder_full')] + ([('encoder_mini.', 'lr', 'encoder_mini')] if lr else [])
+    pairs = [('encoder_full.' if lr else '', 'hr', 'encoder_full')] + (
+        [('encoder_mini.', 'lr', 'encoder_mini')] if lr else []
+    )
     for src, dst, table in pairs:
-        for layer, i in _E_LAYERS[table].items(): out.update(_conv_keys(take, src + layer, f'{dst}.body.{i}.0', bias=False))
+        for layer, i in _E_LAYERS[table].items():
+            out.update(_conv_keys(take, src + layer, f'{dst}.body.{i}.0', bias=False))
     out.update(_conv_keys(take, 'final.0.0', 'shared.conv', bias=False))
     take.check_rest(_UNUSED_E)
     return out
@@ -276,7 +291,8 @@ def research_discriminator_config(D: dict, where) -> DiscriminatorConfig:
     if not scales or scales != list(range(len(scales))) or layers != list(range(len(layers))) or len(layers) < 2:
         raise DeepSEEError(f"{where}: not a multi-scale PatchGAN discriminator (discriminator_<k>.model<i> keys)")
     w = _shape(D, 'discriminator_0.model0.0.weight', where)
-    if w[1] != 3 + N_LABELS: raise DeepSEEError(f"{where}: the discriminator takes {w[1]} channels, expected {3 + N_LABELS} (image + mask)")
+    if w[1] != 3 + N_LABELS:
+        raise DeepSEEError(f"{where}: the discriminator takes {w[1]} channels, expected {3 + N_LABELS} (image + mask)")
     return DiscriminatorConfig(ndf=w[0], n_layers=len(layers) - 1, n_scales=len(scales), first_layer='plain')
 
 def convert_discriminator(D: dict, cfg: DeepSEEConfig, where) -> dict:
@@ -285,7 +301,10 @@ def convert_discriminator(D: dict, cfg: DeepSEEConfig, where) -> dict:
     for s in range(cfg.discriminator.n_scales):
         src, dst = f'discriminator_{s}.model', f'nets.{s}.layers'
         w = take(f'{src}0.0.weight')
-        out[f'{dst}.0.0.weight'], out[f'{dst}.0.0.bias'] = torch.cat([w[:, N_LABELS:], w[:, :N_LABELS]], 1), take(f'{src}0.0.bias')
+        out[f'{dst}.0.0.weight'], out[f'{dst}.0.0.bias'] = (
+            torch.cat([w[:, N_LABELS:], w[:, :N_LABELS]], 1),
+            take(f'{src}0.0.bias'),
+        )
         for i in range(1, n): out.update(_conv_keys(take, f'{src}{i}.0.0', f'{dst}.{i}.0', bias=False))
         out[f'{dst}.{n}.weight'], out[f'{dst}.{n}.bias'] = take(f'{src}{n}.0.weight'), take(f'{src}{n}.0.bias')
     take.check_rest()
@@ -315,12 +334,31 @@ def load_research(folder, epoch: str | None = None, discriminator: bool = True) 
     cfg = research_config(G, E, opt, opt.get('name') or folder.name, where)
     Dsd = load_research_state(files['D']) if files['D'] and discriminator else None
     if Dsd is not None: cfg = replace(cfg, discriminator=research_discriminator_config(Dsd, files['D']))
-    meta = dict(source=f"research checkpoint {folder.name} ({files['epoch']})", converted_from=str(folder.resolve()),
-                epoch=files['epoch'], sha256={p.name: _sha256(p) for p in (files['G'], files['E'], files['D']) if p},
-                research_options={k: opt[k] for k in ('name', 'crop_size', 'start_size', 'ngf', 'nef', 'netE', 'norm_G',
-                                                      'norm_E', 'regional_style_size', 'add_noise', 'max_fm_size') if k in opt},
-                note="converted from the DeepSEE authors' released checkpoint (research flavour: their pooling, spectral "
-                     "norm and blocks); the weights carry the research project's terms (its code: CC BY-NC-SA 4.0)")
+    meta = dict(
+        source=f"research checkpoint {folder.name} ({files['epoch']})",
+        converted_from=str(folder.resolve()),
+        epoch=files['epoch'],
+        sha256={p.name: _sha256(p) for p in (files['G'], files['E'], files['D']) if p},
+        research_options={
+            k: opt[k]
+            for k in (
+                'name',
+                'crop_size',
+                'start_size',
+                'ngf',
+                'nef',
+                'netE',
+                'norm_G',
+                'norm_E',
+                'regional_style_size',
+                'add_noise',
+                'max_fm_size',
+            )
+            if k in opt
+        },
+        note="converted from the DeepSEE authors' released checkpoint (research flavour: their pooling, spectral "
+        "norm and blocks); the weights carry the research project's terms (its code: CC BY-NC-SA 4.0)",
+    )
     model = DeepSEE(cfg, meta=meta)
     _checked(model.generator, convert_generator(G, model.generator, files['G']), files['G'])
     if model.style_encoder is not None: _checked(model.style_encoder, convert_encoder(E, cfg, files['E']), files['E'])
@@ -342,7 +380,8 @@ def write_bundle_dir(out, write, overwrite: bool = False, protect=()) -> Path:
     nothing behind. An existing non-empty `out` needs `overwrite`; `out` may never be or hold a `protect`ed path."""
     out = Path(out)
     for p in protect:
-        if _inside(Path(p), out): raise DeepSEEError(f"{out}: the output would replace the input {p}; choose another -o")
+        if _inside(Path(p), out):
+            raise DeepSEEError(f"{out}: the output would replace the input {p}; choose another -o")
     if out.exists() and not out.is_dir(): raise DeepSEEError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DeepSEEError(f"{out}: exists and is not empty; choose another -o or pass --overwrite")
@@ -351,7 +390,9 @@ def write_bundle_dir(out, write, overwrite: bool = False, protect=()) -> Path:
     try:
         write(tmp)
         old = None
-        if out.exists(): old = out.with_name(f'.{out.name}.{os.getpid()}.old'); out.rename(old)
+        if out.exists():
+            old = out.with_name(f'.{out.name}.{os.getpid()}.old')
+            out.rename(old)
         tmp.rename(out)
         if old is not None: shutil.rmtree(old, ignore_errors=True)
     finally:
@@ -366,8 +407,11 @@ def convert(folder, out, epoch: str | None = None, segmenter=None, overwrite: bo
     def write(tmp: Path):
         model.save(tmp)
         if D is not None:
-            save_file({k: v.detach().contiguous() for k, v in D.state_dict().items()}, str(tmp / 'discriminator.safetensors'),
-                      metadata={'config': json.dumps(config_to_dict(model.cfg.discriminator))})
+            save_file(
+                {k: v.detach().contiguous() for k, v in D.state_dict().items()},
+                str(tmp / 'discriminator.safetensors'),
+                metadata={'config': json.dumps(config_to_dict(model.cfg.discriminator))},
+            )
     return write_bundle_dir(out, write, overwrite, protect=[folder])
 
 def with_segmenter(model: DeepSEE, seg_dir) -> DeepSEE:
@@ -385,8 +429,11 @@ def with_segmenter(model: DeepSEE, seg_dir) -> DeepSEE:
 # %% ../nbs/02c_research.ipynb #71030295
 def main_convert(argv: list[str]) -> int:
     "`deepsee convert CKPT_DIR -o BUNDLE_DIR`: the research code's released checkpoints as a deepsee model bundle."
-    p = argparse.ArgumentParser(prog='deepsee convert', description="Convert a DeepSEE research checkpoint folder "
-                                "(latest_net_G.pth, latest_net_E.pth, optional latest_net_D.pth and opt.txt) to a deepsee bundle.")
+    p = argparse.ArgumentParser(
+        prog='deepsee convert',
+        description="Convert a DeepSEE research checkpoint folder "
+        "(latest_net_G.pth, latest_net_E.pth, optional latest_net_D.pth and opt.txt) to a deepsee bundle.",
+    )
     p.add_argument('checkpoint', help='the research checkpoint folder, e.g. checkpoints/8x_independent_128x128')
     p.add_argument('-o', '--output', required=True, help='the bundle folder to write (config.json + model.safetensors)')
     p.add_argument('--epoch', default=None, help="which <epoch>_net_*.pth (default: 'latest', else the highest number)")
@@ -396,7 +443,9 @@ def main_convert(argv: list[str]) -> int:
     out = convert(a.checkpoint, a.output, a.epoch, a.seg, a.overwrite)
     from deepsee.model import param_counts
     c = DeepSEE.load(out).cfg
-    n = sum(v for k, v in param_counts(c).items() if k in ('style_encoder_lr', 'style_encoder_hr', 'style_shared', 'generator'))
+    n = sum(
+        v for k, v in param_counts(c).items() if k in ('style_encoder_lr', 'style_encoder_hr', 'style_shared', 'generator')
+    )
     d = ' + discriminator' if (out / 'discriminator.safetensors').exists() else ''
     print(f"{a.checkpoint} -> {out}: {c.variant} {c.factor}x ({c.lr_size} -> {c.hr_size} px), {n:,} parameters{d}")
     return 0

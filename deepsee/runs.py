@@ -23,7 +23,8 @@ def atomic_save(state: dict, path) -> Path:
     def write(tmp):
         with open(tmp, 'wb') as f:
             torch.save(state, f)
-            f.flush(); os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
     return atomic_write(path, write)
 
 # %% ../nbs/04a_runs.ipynb #331acfda
@@ -64,10 +65,17 @@ class CheckpointManager:
 def rng_state() -> dict:
     "The state of Python's, NumPy's, torch's CPU (and CUDA, when present) global random generators."
     np_state = np.random.get_state(legacy=False)
-    d = {'python': random.getstate(),
-         'numpy': {'bit_generator': np_state['bit_generator'], 'key': torch.from_numpy(np_state['state']['key'].astype(np.int64)),
-                   'pos': int(np_state['state']['pos']), 'has_gauss': int(np_state['has_gauss']), 'gauss': float(np_state['gauss'])},
-         'torch': torch.get_rng_state()}
+    d = {
+        'python': random.getstate(),
+        'numpy': {
+            'bit_generator': np_state['bit_generator'],
+            'key': torch.from_numpy(np_state['state']['key'].astype(np.int64)),
+            'pos': int(np_state['state']['pos']),
+            'has_gauss': int(np_state['has_gauss']),
+            'gauss': float(np_state['gauss']),
+        },
+        'torch': torch.get_rng_state(),
+    }
     if torch.cuda.is_available(): d['cuda'] = torch.cuda.get_rng_state_all()
     return d
 
@@ -76,8 +84,14 @@ def set_rng_state(d: dict) -> None:
     v, s, g = d['python']
     random.setstate((v, tuple(s), g))
     n = d['numpy']
-    np.random.set_state({'bit_generator': n['bit_generator'], 'state': {'key': n['key'].numpy().astype(np.uint32), 'pos': n['pos']},
-                         'has_gauss': n['has_gauss'], 'gauss': n['gauss']})
+    np.random.set_state(
+        {
+            'bit_generator': n['bit_generator'],
+            'state': {'key': n['key'].numpy().astype(np.uint32), 'pos': n['pos']},
+            'has_gauss': n['has_gauss'],
+            'gauss': n['gauss'],
+        }
+    )
     torch.set_rng_state(d['torch'])
     if 'cuda' in d and torch.cuda.is_available():
         for i, st in enumerate(d['cuda'][:torch.cuda.device_count()]): torch.cuda.set_rng_state(st, i)
@@ -97,7 +111,8 @@ class DistInfo:
 def _pick_device(device=None, local_rank: int = 0) -> torch.device:
     if device is not None:
         d = torch.device(device)
-        if d.type == 'cuda' and not torch.cuda.is_available(): raise DeepSEEError(f"--device {device}: CUDA is not available")
+        if d.type == 'cuda' and not torch.cuda.is_available():
+            raise DeepSEEError(f"--device {device}: CUDA is not available")
         if d.type == 'cuda' and d.index is None: d = torch.device('cuda', local_rank)
         return d
     return torch.device('cuda', local_rank) if torch.cuda.is_available() else torch.device('cpu')
@@ -123,12 +138,14 @@ def cleanup_distributed() -> None:
 class JsonlLogger:
     "Append one JSON object per line to `path` (rank 0 only); flushed at every line so a crash loses nothing."
     def __init__(self, path):
-        self.path = Path(path); self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, 'a', encoding='utf-8')
     def log(self, **record) -> None:
         "Write `record` (numbers, strings, tensors of one element) as one line."
         rec = {k: (v.item() if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
-        self._f.write(json.dumps(rec) + '\n'); self._f.flush()
+        self._f.write(json.dumps(rec) + '\n')
+        self._f.flush()
     def close(self) -> None:
         if not self._f.closed: self._f.close()
 
@@ -140,7 +157,8 @@ class TBWriter:
             try:
                 from torch.utils.tensorboard import SummaryWriter
                 self.w = SummaryWriter(str(log_dir))
-            except ImportError: warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+            except ImportError:
+                warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
     def scalars(self, values: dict, step: int, prefix: str = '') -> None:
         if self.w is None: return
         for k, v in values.items(): self.w.add_scalar(prefix + k, float(v), step)

@@ -114,13 +114,17 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
     if total < 1: raise DeepSEEError(f"--max-steps: must be at least 1, got {total}")
 
     if not resume and ckpts.paths():
-        raise DeepSEEError(f"--run-dir {run_dir}: has segmenter checkpoints already; pass --resume or choose a new run directory")
+        raise DeepSEEError(
+            f"--run-dir {run_dir}: has segmenter checkpoints already; pass --resume or choose a new run directory"
+        )
     state = ckpts.load_latest(map_location='cpu') if resume else None
     torch.manual_seed(seed)
     module = Segmenter(cfg)
     if state is not None:
         if state['config'] != config_to_dict(cfg):
-            raise DeepSEEError(f"--run-dir {run_dir}: its checkpoint was trained with another configuration ({state['config']['name']})")
+            raise DeepSEEError(
+                f"--run-dir {run_dir}: its checkpoint was trained with another configuration ({state['config']['name']})"
+            )
         if state.get('data') != data:
             warnings.warn(f"--data {data}: the checkpoint was trained on {state.get('data')}; continuing on {data}")
         module.load_state_dict(state['model'])
@@ -134,7 +138,8 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
     module = module.to(dev)
     opt = torch.optim.SGD(module.parameters(), lr=base_lr, momentum=0.9, weight_decay=5e-4)
     if state is not None:
-        opt.load_state_dict(state['optimizer']); set_rng_state(state['rng'])
+        opt.load_state_dict(state['optimizer'])
+        set_rng_state(state['rng'])
     model = module
     if info.distributed:
         model = nn.parallel.DistributedDataParallel(module, device_ids=[dev.index] if dev.type == 'cuda' else None)
@@ -169,13 +174,15 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
                 if step % log_every == 0 or step == total:
                     loss_value = loss.detach()
                     if info.distributed:
-                        torch.distributed.all_reduce(loss_value); loss_value = loss_value / world
+                        torch.distributed.all_reduce(loss_value)
+                        loss_value = loss_value / world
                     loss_value = float(loss_value)
                     bar.set_postfix(loss=f'{loss_value:.4f}')
                     if log: log.log(step=step, epoch=epoch, loss=loss_value, lr=opt.param_groups[0]['lr'],
                                     sec=round(time.time() - t0, 3))
                 if step % save_every == 0:
-                    checkpoint(step); last_saved = step
+                    checkpoint(step)
+                    last_saved = step
     except KeyboardInterrupt:
         if step > last_saved: checkpoint(step)
         raise
@@ -183,7 +190,9 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
         bar.close()
         if log: log.close()
     if step > last_saved: checkpoint(step)
-    out = dict(steps=step, loss=loss_value, seconds=time.time() - t0, run_dir=str(run_dir), class_weights=weight.cpu().tolist())
+    out = dict(
+        steps=step, loss=loss_value, seconds=time.time() - t0, run_dir=str(run_dir), class_weights=weight.cpu().tolist()
+    )
     if info.is_main:
         out['segmenter'] = str(save_segmenter(module, cfg, run_dir / 'segmenter'))
         if eval_images:
@@ -196,7 +205,9 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
 # %% ../nbs/01b_seg_training.ipynb #e26a91cc
 def _parser():
     import argparse
-    p = argparse.ArgumentParser(prog='deepsee train-seg', description="Train the segmentation network (LR image -> HR mask).")
+    p = argparse.ArgumentParser(
+        prog='deepsee train-seg', description="Train the segmentation network (LR image -> HR mask)."
+    )
     p.add_argument('--preset', default='celeba_8x', help="configuration preset (default: %(default)s)")
     p.add_argument('--factor', type=int, default=None, help="override the preset's upscaling factor (4, 8, 16, 32)")
     p.add_argument('--data', required=True, help="dataset spec, e.g. synthetic:2000 (see deepsee.data)")
@@ -205,7 +216,12 @@ def _parser():
     p.add_argument('--epochs', type=int, default=None, help="epochs (default: the preset's seg_epochs, 150)")
     p.add_argument('--batch-size', type=int, default=None, help="per-process batch size (default: the preset's)")
     p.add_argument('--lr', type=float, default=None, help="base learning rate (default: the preset's seg_lr, 1e-3)")
-    p.add_argument('--weights', default='enet', choices=['enet', 'balanced', 'median', 'none'], help="class weights (default: %(default)s)")
+    p.add_argument(
+        '--weights',
+        default='enet',
+        choices=['enet', 'balanced', 'median', 'none'],
+        help="class weights (default: %(default)s)",
+    )
     p.add_argument('--max-weight', type=float, default=None, help="clip class weights at this value")
     p.add_argument('--device', default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument('--seed', type=int, default=0)
@@ -234,7 +250,9 @@ def main_train_seg(argv: list[str]) -> int:
     finally:
         cleanup_distributed()
     if 'segmenter' in out:
-        print(f"trained {out['steps']} steps in {out['seconds']:.1f} s, final loss {out['loss']:.4f}; segmenter: {out['segmenter']}")
+        print(
+            f"trained {out['steps']} steps in {out['seconds']:.1f} s, final loss {out['loss']:.4f}; segmenter: {out['segmenter']}"
+        )
         if 'test' in out:
             t = out['test']
             print(f"held-out ({t['n_images']} images): acc {t['acc']:.4f}  mIoU {t['miou']:.4f}  fwIoU {t['fwiou']:.4f}")

