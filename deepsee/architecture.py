@@ -91,6 +91,10 @@ class StyleEncoder(nn.Module):
         self.hr = StyleEncoderHR(e.hr_widths, e.spectral_norm)
         self.shared = SharedStyleLayer(e.hr_widths[-1], e.style_dim, e.spectral_norm)
         self.lr_size, self.hr_size, self.n_labels, self.pooling = cfg.lr_size, cfg.hr_size, cfg.n_labels, e.pooling
+        if e.learned_noise_scale: self.noise_weights = nn.Parameter(torch.zeros(cfg.n_labels))   # training only
+    def noise_scale(self) -> torch.Tensor | None:
+        "Per-region scale (19,) of the training-time style noise (`learned_noise_scale`), else None."
+        return torch.sigmoid(self.noise_weights) if hasattr(self, 'noise_weights') else None
     def forward(self, image: torch.Tensor, labels: torch.Tensor, source: str | None = None) -> torch.Tensor:
         if source is None: source = 'lr' if image.shape[-1] == self.lr_size else 'hr'
         if source not in ('lr', 'hr'): raise DeepSEEError(f"style source must be 'lr' or 'hr', got {source!r}")
@@ -119,9 +123,8 @@ class NoiseInjection(nn.Module):
         if not noise: return x
         B, _, H, W = x.shape
         n = torch.randn(B, 1, H, W, generator=generator, device=x.device if generator is None else generator.device)
-        return torch.addcmul(
-            x, self.weight.view(1, -1, 1, 1).to(x.dtype), n.to(x.device, x.dtype)
-        )  # one pass, no w * n temporary
+        w = self.weight.view(1, -1, 1, 1).to(x.dtype)
+        return torch.addcmul(x, w, n.to(x.device, x.dtype))   # one pass, no w * n temporary
 
 # %% ../nbs/02_architecture.ipynb #d87654c8
 def _leaky(x: torch.Tensor, slope: float | None) -> torch.Tensor:

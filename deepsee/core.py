@@ -173,6 +173,8 @@ class EncoderConfig:
     pooling: str = 'area'        # regional average pooling divides by the region's area; 'image_mean': by the feature
                                  # map's H*W, as the research code (only for its released weights, see 02c_research)
     spectral_norm: bool = False  # spectral norm on every encoder conv (the research code's norm_E=spectralinstance)
+    learned_noise_scale: bool = False   # training's style noise scaled per region by sigmoid(w_n), w learned (init 0):
+                                        # the research code's noise_weights
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -217,6 +219,8 @@ class TrainConfig:
     lambda_vgg: float = 10.0        # VGG19 perceptual
     lambda_l1: float = 0.0  # pixel L1 to the HR image: not in the paper (0); the demo preset uses it to train fast
     style_noise: float = 0.2        # delta of S' = S + U(-delta, delta): 0.2 independent, 0.05 guided
+    style_noise_prob: float = 1.0   # share of iterations with style noise: 1 (the paper); the research code's
+                                    # independent model: 0.5
     hr_style_prob: float = 0.5      # independent: share of iterations that encode the style from the HR image
     style_recolour: float = 0.0  # not in the paper (0): share of HR-style iterations whose target and style image get
                                     # one region recoloured (the LR input not), so the style steers colour (demo preset)
@@ -298,8 +302,10 @@ def research_flavour(cfg: DeepSEEConfig) -> DeepSEEConfig:
     gen = replace(cfg.generator, max_semantic_size=256, pure_sean_blocks=max(0, cfg.n_up - 4) if big else 0,
                   noise=cfg.generator.noise and not big)
     name = cfg.name if cfg.name.endswith('_research') else f'{cfg.name}_research'
-    return replace(cfg, name=name, encoder=replace(cfg.encoder, pooling='image_mean', spectral_norm=True),
-                   generator=gen, discriminator=replace(cfg.discriminator, first_layer='plain'))
+    enc = replace(cfg.encoder, pooling='image_mean', spectral_norm=True, learned_noise_scale=True)
+    train = replace(cfg.train, style_noise_prob=1.0 if cfg.guided else 0.5)
+    return replace(cfg, name=name, encoder=enc, generator=gen, train=train,
+                   discriminator=replace(cfg.discriminator, first_layer='plain'))
 
 # %% ../nbs/00_core.ipynb #d5af667f
 def config_to_dict(cfg) -> dict:

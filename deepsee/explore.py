@@ -20,6 +20,7 @@ from tqdm import tqdm
 from safetensors.torch import save_file
 from .core import *
 from .model import DeepSEE, expand_batch
+from .fast import CPU_CHUNK_PIXELS
 from .edits import *
 from .imageio import IMAGE_EXTS, decode, read_labels, rgb_of, to_tensor, to_uint8, write_image
 
@@ -352,7 +353,7 @@ def default_batch_size(model: DeepSEE, bf16: bool = False, noise: bool = False) 
     """Samples per batch: 16. On the CPU the generator runs such a batch whole at low resolution and in cache-sized
     chunks higher up; with `noise` it cannot split (the noise is drawn per batch), so the batch is the chunk itself."""
     if model.device.type != 'cpu' or not noise: return 16
-    px = getattr(getattr(model, 'generator', None), 'cpu_chunk_pixels', 0) or 2 * 128 * 128
+    px = getattr(getattr(model, 'generator', None), 'cpu_chunk_pixels', 0) or CPU_CHUNK_PIXELS
     return max(1, px * (4 if bf16 else 1) // (model.cfg.hr_size ** 2))
 
 @torch.no_grad()

@@ -99,8 +99,9 @@ def research_encoder_config(E: dict, where) -> tuple[str, EncoderConfig]:
     out, cin = _conv_weight(E, 'final.0.0', where).shape[:2]
     if cin != hr[-1] or (lr and lr[-1] != cin):
         raise DeepSEEError(f"{where}: encoder widths {lr} / {hr} -> {cin} match no DeepSEE style encoder")
-    sn = 'final.0.0.weight_orig' in E
-    return variant, EncoderConfig(lr_widths=lr, hr_widths=hr, style_dim=out, pooling='image_mean', spectral_norm=sn)
+    sn, learned = 'final.0.0.weight_orig' in E, 'noise_weights' in E
+    return variant, EncoderConfig(lr_widths=lr, hr_widths=hr, style_dim=out, pooling='image_mean', spectral_norm=sn,
+                                  learned_noise_scale=learned)
 
 # %% ../nbs/02c_research.ipynb #d7c29a15
 _NAME = re.compile(r'(\d+)x_(independent|guided)(?:_(\d+)x\d+)?')
@@ -173,7 +174,8 @@ def research_config(G: dict, E: dict | None, opt: dict, name: str, where: dict) 
                           max_semantic_size=cap, pure_sean_blocks=pure)
     cfg = replace(base, name=f"research_{name or 'checkpoint'}", lr_size=lr_size, factor=factor, variant=variant,
                   encoder=enc_cfg, generator=gen, discriminator=replace(base.discriminator, first_layer='plain'),
-                  train=replace(base.train, style_noise=0.05 if variant == 'guided' else 0.2))
+                  train=replace(base.train, style_noise=0.05 if variant == 'guided' else 0.2,
+                                style_noise_prob=1.0 if variant == 'guided' else 0.5))
     return cfg
 
 # %% ../nbs/02c_research.ipynb #2fde48d3
@@ -182,9 +184,9 @@ KNOWN_UNUSED = {
     'style_conv': "G: a 19x19 Conv1d in every SEAN and pure-SEAN NormBlock, built and never called",
     'mlp_shared (pure SEAN)': "G: SPADE's first conv in a pure-SEAN NormBlock at or below max_fm_size, computed and never used",
     'encoder_full.final, encoder_mini.final': "E: each sub-encoder's own final layer; the combined encoder has its own",
-    'noise_weights': "E: the learned per-region scale of the training-time style noise (no_noise at inference)",
+    'encoder_full.noise_weights': "E (combined): the full encoder's own noise scale; the combined encoder has its own",
 }
-_UNUSED_E = re.compile(r'^(encoder_(full|mini)\.final\.|(encoder_full\.)?noise_weights$)')
+_UNUSED_E = re.compile(r'^(encoder_(full|mini)\.final\.|encoder_full\.noise_weights$)')
 
 class _Taker:
     "Reads keys of a research state dict, remembering which were used; `rest()` lists the ones nobody took."
@@ -281,6 +283,7 @@ def convert_encoder(E: dict, cfg: DeepSEEConfig, where) -> dict:
         for layer, i in _E_LAYERS[table].items():
             out.update(_conv_keys(take, src + layer, f'{dst}.body.{i}.0', bias=False))
     out.update(_conv_keys(take, 'final.0.0', 'shared.conv', bias=False))
+    if cfg.encoder.learned_noise_scale: out['noise_weights'] = take('noise_weights')   # the training-time noise scale
     take.check_rest(_UNUSED_E)
     return out
 

@@ -73,7 +73,9 @@ class SRNet(nn.Module):
             S = self.style_encoder(style_image, style_labels, source)
             if delta > 0:
                 u = torch.rand(S.shape, generator=style_gen, device=style_gen.device if style_gen is not None else S.device)
-                S = (S + (2 * u.to(S.device, S.dtype) - 1) * delta).clamp(-1, 1)
+                noise = (2 * u.to(S.device, S.dtype) - 1) * delta
+                scale = self.style_encoder.noise_scale()            # the research code's learned per-region scale
+                S = (S + (noise if scale is None else noise * scale[:, None].to(S.dtype))).clamp(-1, 1)
         return self.generator(lr, labels, S, noise=self.training, generator=noise_gen)
 
 def style_input(cfg, batch: dict, coin: torch.Generator):
@@ -115,7 +117,8 @@ def generator_step(srnet, D, vgg, batch: dict, cfg, style_gen=None, noise_gen=No
     kw = dict(style_image=src[0], style_labels=src[1], source=src[2]) if src else {}
     lr, hr, labels = batch['lr'], batch['hr'], batch['labels']
     with ac:
-        fake = srnet(lr, labels, delta=t.style_noise, style_gen=style_gen, noise_gen=noise_gen, **kw)
+        noisy = t.style_noise_prob >= 1 or torch.rand((), generator=coin).item() < t.style_noise_prob
+        fake = srnet(lr, labels, delta=t.style_noise if noisy else 0.0, style_gen=style_gen, noise_gen=noise_gen, **kw)
         fake_f, real_f = _split_d(D(torch.cat([fake, hr]), torch.cat([labels, labels])), len(fake))
         losses = {'g_adv': hinge_g_loss(fake_f), 'g_fm': feature_matching_loss(real_f, fake_f)}
     if vgg is not None:
@@ -163,8 +166,10 @@ def make_optimizers(model, D: nn.Module, t) -> tuple[torch.optim.Optimizer, torc
     groups = [{'params': list(model.generator.parameters()), 'lr': t.lr_g, 'name': 'generator'}]
     enc = model.style_encoder
     if enc is not None:
+        hr = list(enc.hr.parameters()) + list(enc.shared.parameters())
+        if hasattr(enc, 'noise_weights'): hr.append(enc.noise_weights)   # the research code: with the HR side's rate
         groups += [
-            {'params': list(enc.hr.parameters()) + list(enc.shared.parameters()), 'lr': t.lr_enc_hr, 'name': 'encoder_hr'},
+            {'params': hr, 'lr': t.lr_enc_hr, 'name': 'encoder_hr'},
             {'params': list(enc.lr.parameters()) if enc.lr is not None else [], 'lr': t.lr_enc_lr, 'name': 'encoder_lr'},
         ]
     opt_g = torch.optim.Adam(groups, betas=betas)

