@@ -312,7 +312,7 @@ class Trainer:
             )
         cj = self.run_dir / 'config.json'
         if resume and cj.exists():
-            diff = _first_diff(config_to_dict(cfg), json.loads(cj.read_text()))
+            diff = _first_diff(config_to_dict(cfg), config_to_dict(config_from_dict(json.loads(cj.read_text()), str(cj))))   # defaults for newer keys
             if diff: raise DeepSEEError(f"{cj}: the run was started with another configuration ({diff})")
         self.dist = init_distributed(o.device)
         self.device, self.is_main = self.dist.device, self.dist.is_main
