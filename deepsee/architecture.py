@@ -99,10 +99,11 @@ class StyleEncoder(nn.Module):
         if source is None: source = 'lr' if image.shape[-1] == self.lr_size else 'hr'
         if source not in ('lr', 'hr'): raise DeepSEEError(f"style source must be 'lr' or 'hr', got {source!r}")
         if source == 'lr' and self.lr is None:
-            raise DeepSEEError("this model has no LR style encoder (a guided research model): give an HR guide or a style")
+            raise DeepSEEError("this model has no LR style encoder (a guided research model): give a guide or a style")
         size = self.lr_size if source == 'lr' else self.hr_size
         if tuple(image.shape[-2:]) != (size, size):
-            raise DeepSEEError(f"{source.upper()} style input is {image.shape[-2]}x{image.shape[-1]}, expected {size}x{size}")
+            got = f"{image.shape[-2]}x{image.shape[-1]}"
+            raise DeepSEEError(f"{source.upper()} style input is {got}, expected {size}x{size}")
         image = image.contiguous(memory_format=torch.channels_last)     # oneDNN's faster convolution layout
         feats = self.shared((self.lr if source == 'lr' else self.hr)(image))
         return regional_average_pool(feats, labels, self.n_labels, self.pooling)
@@ -123,8 +124,7 @@ class NoiseInjection(nn.Module):
         if not noise: return x
         B, _, H, W = x.shape
         n = torch.randn(B, 1, H, W, generator=generator, device=x.device if generator is None else generator.device)
-        w = self.weight.view(1, -1, 1, 1).to(x.dtype)
-        return torch.addcmul(x, w, n.to(x.device, x.dtype))   # one pass, no w * n temporary
+        return torch.addcmul(x, self.weight.view(1, -1, 1, 1).to(x.dtype), n.to(x.device, x.dtype))   # one pass
 
 # %% ../nbs/02_architecture.ipynb #d87654c8
 def _leaky(x: torch.Tensor, slope: float | None) -> torch.Tensor:
@@ -141,9 +141,7 @@ class Modulation:
         gamma, beta = block.modulation(labels, style, semantic).to(x.dtype).chunk(2, 1)
         return _leaky(torch.addcmul(beta, block.norm(x), gamma + block.gain), slope)
 
-    def window(self, labels: torch.Tensor, pad: int, n: int):
-        "Mask-only work shared by the blocks of one scale (none here)."
-        return None
+    def window(self, labels: torch.Tensor, pad: int, n: int): return None   # work shared by a scale's blocks: none
 
     def semantic(self, block, labels: torch.Tensor, window=None):
         "What `block` can reuse across style edits under this mask: SPADE's full (gamma_s, beta_s) maps."
@@ -166,7 +164,7 @@ class NormBlock(nn.Module):
         if hidden_size and (style or not semantics): raise DeepSEEError("hidden_size needs a semantics-only NormBlock")
         self.hidden_size = hidden_size          # > 0: above this size SPADE's hidden layer is computed at this size
         affine = not (semantics or style)
-        self.norm = nn.BatchNorm2d(channels, affine=affine) if norm == 'batch' else nn.InstanceNorm2d(channels, affine=affine)
+        self.norm = (nn.BatchNorm2d if norm == 'batch' else nn.InstanceNorm2d)(channels, affine=affine)
         if semantics:
             self.mlp_shared = nn.Conv2d(n_labels, hidden, 3, padding=1)
             self.mlp_gamma_beta = nn.Conv2d(hidden, 2 * channels, 3, padding=1)
@@ -269,7 +267,7 @@ class Generator(nn.Module):
                   norm=g.norm, noise=g.noise)
         self.head = nn.Conv2d(3, W, 3, padding=1)
         first_style = cfg.variant == 'guided_style_only'   # the style-only ablation has no semantic branch at all
-        self.scales = [0, 1] + list(range(1, cfg.n_up + 1))  # two blocks after the first doubling, then one per doubling
+        self.scales = [0, 1] + list(range(1, cfg.n_up + 1))   # two blocks after the first doubling, then one each
         self.blocks = nn.ModuleList(ResBlock(W, **self._branches(j, s, first_style), **kw)
                                     for j, s in enumerate(self.scales))
         self.tail = nn.Conv2d(W, 3, 3, padding=1)
@@ -293,7 +291,7 @@ class Generator(nn.Module):
     def _check(self, lr, labels, style):
         c = self.cfg
         if tuple(lr.shape[-2:]) != (c.lr_size, c.lr_size):
-            raise DeepSEEError(f"LR input is {lr.shape[-2]}x{lr.shape[-1]}, this {c.factor}x model takes {c.lr_size}x{c.lr_size}")
+            raise DeepSEEError(f"LR input is {lr.shape[-2]}x{lr.shape[-1]}, this model takes {c.lr_size}x{c.lr_size}")
         if labels is not None:
             validate_labels(labels, (c.hr_size, c.hr_size), 'mask')
             if labels.shape[0] != lr.shape[0]:
@@ -302,7 +300,8 @@ class Generator(nn.Module):
         if c.style:
             if style is None: raise DeepSEEError("this generator needs a style matrix (style=None given)")
             if tuple(style.shape[1:]) != (c.n_labels, c.encoder.style_dim):
-                raise DeepSEEError(f"style matrix has shape {tuple(style.shape)}, expected (B,{c.n_labels},{c.encoder.style_dim})")
+                want = f"(B,{c.n_labels},{c.encoder.style_dim})"
+                raise DeepSEEError(f"style matrix has shape {tuple(style.shape)}, expected {want}")
 
     def semantic_cache(self, labels: torch.Tensor, sizes=None) -> list:
         """Every block's mask-only work for this mask, from its processor, to reuse across style-only edits (a (1,H,W)

@@ -248,9 +248,11 @@ class DeepSEEConfig:
             raise DeepSEEError(f"config {self.name}: factor must be 4, 8, 16 or 32, got {self.factor}")
         if self.variant not in VARIANTS:
             raise DeepSEEError(f"config {self.name}: variant must be one of {VARIANTS}, got {self.variant!r}")
-        for what, value, allowed in [('encoder.pooling', self.encoder.pooling, ('area', 'image_mean')),
-                                     ('generator.norm', self.generator.norm, ('batch', 'instance')),
-                                     ('discriminator.first_layer', self.discriminator.first_layer, ('spectral_instance', 'plain'))]:
+        for what, value, allowed in [
+            ('encoder.pooling', self.encoder.pooling, ('area', 'image_mean')),
+            ('generator.norm', self.generator.norm, ('batch', 'instance')),
+            ('discriminator.first_layer', self.discriminator.first_layer, ('spectral_instance', 'plain')),
+        ]:
             if value not in allowed:
                 raise DeepSEEError(f"config {self.name}: {what} must be one of {allowed}, got {value!r}")
     @property
@@ -283,7 +285,8 @@ PRESETS: dict[str, DeepSEEConfig] = {c.name: c for c in [
     DeepSEEConfig('demo', 16, 8, encoder=EncoderConfig((16, 32, 32, 64), (16, 32, 32, 64), 32),
                   generator=GeneratorConfig(64, 32), discriminator=DiscriminatorConfig(ndf=16),
                   segmenter=SegmenterConfig((8, 16, 32, 32, 64, 64, 64, 64), 64, 16, 64),
-                  train=TrainConfig(batch_size=4, epochs=1, decay_epochs=0, style_noise=0.05, style_recolour=1.0)),
+                  train=TrainConfig(batch_size=4, epochs=1, decay_epochs=0, lr_g=4e-4, lr_enc_hr=4e-4, lr_enc_lr=1e-4,
+                                    style_noise=0.05, style_recolour=1.0)),
 ]}
 
 def preset(name: str, **overrides) -> DeepSEEConfig:

@@ -27,7 +27,8 @@ __all__ = ['SPLITS', 'CELEBAMASKHQ_PARTS', 'FaceDataset', 'SyntheticFaces', 'sav
 SPLITS = ('train', 'val', 'test')
 
 class FaceDataset(torch.utils.data.Dataset):
-    "Base of all datasets: subclasses set `names`, `identities`, `source` and implement `load(j) -> (uint8 HxWx3, uint8 HxW)`."
+    """Base of all datasets: subclasses set `names`, `identities`, `source` and implement `load(j) -> (uint8 HxWx3,
+    uint8 HxW)`."""
     names: list[str]
     identities: list[int]
     source: str = 'dataset'
@@ -48,7 +49,9 @@ class FaceDataset(torch.utils.data.Dataset):
         if self.guided and self.split != 'train':
             self.index = [j for j in self.index if len(self.members[int(self.identities[j])]) > 1]
             if not self.index and self.names:
-                raise DeepSEEError(f"{self.source}: split {self.split!r} has no identity with two or more images (guided)")
+                raise DeepSEEError(
+                    f"{self.source}: split {self.split!r} has no identity with two or more images (guided)"
+                )
         if not self.index: raise DeepSEEError(f"{self.source}: split {self.split!r} is empty")
 
     def __len__(self) -> int: return len(self.index)
@@ -58,7 +61,8 @@ class FaceDataset(torch.utils.data.Dataset):
     def load(self, j: int) -> tuple[np.ndarray, np.ndarray]: raise NotImplementedError
 
     def _load_ok(self, j: int, rng, pool: list[int] | None = None) -> tuple[int, np.ndarray, np.ndarray]:
-        "Load image `j`; with `skip_bad` a bad file is recorded in `skipped` and another image from `pool` (default: the split) is used."
+        """Load image `j`; with `skip_bad` a bad file is recorded in `skipped` and another image from `pool` (default:
+        the split) is used."""
         pool = self.index if pool is None else pool
         for _ in range(2 * len(pool) + 1):
             try: return (j, *self.load(j))
@@ -97,7 +101,8 @@ class FaceDataset(torch.utils.data.Dataset):
 
 # %% ../nbs/03_data.ipynb #8185f2ae
 class SyntheticFaces(FaceDataset):
-    "`n` SYNTHETIC procedural faces at `hr_size` with exact labels, in the common sample format; splits use disjoint seeds."
+    """`n` SYNTHETIC procedural faces at `hr_size` with exact labels, in the common sample format; splits use disjoint
+    seeds."""
     def __init__(self, n: int, hr_size: int, factor: int, seed: int = 0, n_identities: int | None = None,
                  flip: bool = False, guided: bool = False, split: str = 'train'):
         super().__init__(hr_size, factor, split, guided, flip, seed)
@@ -115,8 +120,11 @@ class SyntheticFaces(FaceDataset):
         return procedural_face(self.hr_size, self.seeds[j], self.identities[j])
 
 # %% ../nbs/03_data.ipynb #60e3fd83
-def save_face(out: str | Path, stem: str, image: np.ndarray, labels: np.ndarray, ext: str = '.png', palette: bool = False):
-    "Write `out/images/<stem><ext>` and the label PNG `out/masks/<stem>.png` (grey indices, or palette mode), atomically."
+def save_face(
+    out: str | Path, stem: str, image: np.ndarray, labels: np.ndarray, ext: str = '.png', palette: bool = False
+):
+    """Write `out/images/<stem><ext>` and the label PNG `out/masks/<stem>.png` (grey indices, or palette mode),
+    atomically."""
     labels = validate_labels(np.asarray(labels), size=np.asarray(image).shape[:2], name=f"{stem} labels")
     kw = dict(quality=95) if ext.lower() in ('.jpg', '.jpeg') else {}
     write_image(np.asarray(image, np.uint8), Path(out) / 'images' / f'{stem}{ext}', **kw)
@@ -130,7 +138,9 @@ def write_split(out: str | Path, split_of: dict[str, str]):
 
 def write_identities(out: str | Path, identity_of: dict[str, int]):
     "Write `out/identities.csv` (stem,identity rows)."
-    write_text('stem,identity\n' + ''.join(f'{k},{int(v)}\n' for k, v in identity_of.items()), Path(out) / 'identities.csv')
+    write_text(
+        'stem,identity\n' + ''.join(f'{k},{int(v)}\n' for k, v in identity_of.items()), Path(out) / 'identities.csv'
+    )
 
 # %% ../nbs/03_data.ipynb #a33f3148
 def _read_csv_pairs(path: Path, what: str) -> list[tuple[str, str]]:
@@ -150,7 +160,9 @@ def read_split(root: str | Path) -> dict[str, str] | None:
         try: d = json.loads((root / 'splits.json').read_text())
         except (OSError, ValueError) as e: raise DeepSEEError(f"{root / 'splits.json'}: not valid JSON ({e})") from None
         if not isinstance(d, dict) or set(d) - set(SPLITS) or not all(isinstance(v, list) for v in d.values()):
-            raise DeepSEEError(f"{root / 'splits.json'}: expected {{\"train\": [stems], \"val\": [...], \"test\": [...]}}")
+            raise DeepSEEError(
+                f"{root / 'splits.json'}: expected {{\"train\": [stems], \"val\": [...], \"test\": [...]}}"
+            )
         return {Path(str(s)).stem: k for k, v in d.items() for s in v}
     if (root / 'split.csv').exists():
         out = {}
@@ -228,7 +240,9 @@ class FolderFaces(FaceDataset):
         ip, mp = self.image_paths[j], self.mask_paths[j]
         img, lab = read_rgb(ip, warn=False), read_labels(mp)
         if img.shape[:2] != lab.shape:
-            raise DeepSEEError(f"{mp}: mask is {lab.shape[1]}x{lab.shape[0]} but its image is {img.shape[1]}x{img.shape[0]}")
+            raise DeepSEEError(
+                f"{mp}: mask is {lab.shape[1]}x{lab.shape[0]} but its image is {img.shape[1]}x{img.shape[0]}"
+            )
         if img.shape[0] != img.shape[1]:
             raise DeepSEEError(f"{ip}: image is {img.shape[1]}x{img.shape[0]}; faces must be square")
         s = self.hr_size
@@ -251,13 +265,23 @@ def make_dataset(spec: str, hr_size: int, factor: int, split: str = 'train', gui
         return SyntheticFaces(n, hr_size, factor, seed=seed, n_identities=k, flip=flip, guided=guided, split=split)
     return FolderFaces(spec, hr_size, factor, split=split, guided=guided, flip=flip, skip_bad=skip_bad, seed=seed)
 
-def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool = True, seed: int = 0,
-                distributed: bool = False, num_workers: int = 0, drop_last: bool = False) -> torch.utils.data.DataLoader:
-    "A seeded DataLoader; with `distributed`, a DistributedSampler (one shard per rank). Call `set_loader_epoch` each epoch."
+def make_loader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    distributed: bool = False,
+    num_workers: int = 0,
+    drop_last: bool = False,
+) -> torch.utils.data.DataLoader:
+    """A seeded DataLoader; with `distributed`, a DistributedSampler (one shard per rank). Call `set_loader_epoch` each
+    epoch."""
     g = torch.Generator().manual_seed(int(seed))
     sampler = None
     if distributed:
-        sampler = torch.utils.data.distributed.DistributedSampler(dataset, shuffle=shuffle, seed=int(seed), drop_last=drop_last)
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            dataset, shuffle=shuffle, seed=int(seed), drop_last=drop_last
+        )
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
                                          sampler=sampler, generator=g, num_workers=num_workers, drop_last=drop_last)
     loader.deepsee_seed = int(seed)
@@ -265,7 +289,8 @@ def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, shuffle: boo
     return loader
 
 def set_loader_epoch(loader: torch.utils.data.DataLoader, epoch: int):
-    "Make epoch `epoch` of a `make_loader` loader reproducible: reseed its shuffle and set the sampler's and dataset's epoch."
+    """Make epoch `epoch` of a `make_loader` loader reproducible: reseed its shuffle and set the sampler's and dataset's
+    epoch."""
     if hasattr(loader.sampler, 'set_epoch'): loader.sampler.set_epoch(epoch)
     if hasattr(loader.dataset, 'set_epoch'): loader.dataset.set_epoch(epoch)
     if loader.generator is not None:
@@ -278,7 +303,9 @@ def celebamaskhq_split(orig_idx: int) -> str:
     "The official CelebAMask-HQ split of an image from its CelebA index (`orig_idx` column of the mapping file)."
     return 'test' if orig_idx >= 182638 else 'val' if orig_idx >= 162771 else 'train'
 
-def merge_parts(part_masks: dict[str, np.ndarray], shape: tuple[int, int] | None = None, name: str = 'parts') -> np.ndarray:
+def merge_parts(
+    part_masks: dict[str, np.ndarray], shape: tuple[int, int] | None = None, name: str = 'parts'
+) -> np.ndarray:
     "One label map from binary part masks {part: bool (H,W)}: parts in CELEBAMASKHQ_PARTS order, later over earlier."
     unknown = set(part_masks) - set(CELEBAMASKHQ_PARTS)
     if unknown: raise DeepSEEError(f"{name}: unknown parts {sorted(unknown)}")
@@ -290,12 +317,15 @@ def merge_parts(part_masks: dict[str, np.ndarray], shape: tuple[int, int] | None
         if part in part_masks:
             m = np.asarray(part_masks[part])
             if m.shape[:2] != tuple(shape):
-                raise DeepSEEError(f"{name}_{part}.png: is {m.shape[1]}x{m.shape[0]}, other parts are {shape[1]}x{shape[0]}")
+                raise DeepSEEError(
+                    f"{name}_{part}.png: is {m.shape[1]}x{m.shape[0]}, other parts are {shape[1]}x{shape[0]}"
+                )
             out[m.astype(bool)] = k
     return out
 
 def _read_table(path: Path, what: str, min_cols: int = 2) -> list[list[str]]:
-    "Rows of a dataset's text file, whitespace- or comma-separated (`x.csv` stands in for a missing `x.txt`); headers skipped."
+    """Rows of a dataset's text file, whitespace- or comma-separated (`x.csv` stands in for a missing `x.txt`); headers
+    skipped."""
     if not path.exists() and path.with_suffix('.csv').exists(): path = path.with_suffix('.csv')
     if not path.exists(): raise DeepSEEError(f"{path}: missing {what}")
     try: lines = path.read_text().splitlines()
@@ -423,20 +453,24 @@ def _celeba_one(args):
         lab = read_labels(mp)
         if lab.shape[::-1] == im.size: lab = np.asarray(celeba_crop(Image.fromarray(lab, 'L')))
         elif lab.shape[0] != lab.shape[1]:
-            raise DeepSEEError(f"{mp}: mask is {lab.shape[1]}x{lab.shape[0]}; expected {im.size[0]}x{im.size[1]} or square")
+            raise DeepSEEError(
+                f"{mp}: mask is {lab.shape[1]}x{lab.shape[0]}; expected {im.size[0]}x{im.size[1]} or square"
+            )
         lab = np.asarray(Image.fromarray(lab, 'L').resize((size, size), Image.NEAREST))
     save_face(out, stem, img, lab, ext=ext)
 
 def prepare_celeba(root: str | Path, out: str | Path, masks: str | Path | Callable | None = None, size: int = 128,
                    skip_bad: bool = False, workers: int = 0, ext: str = '.png', progress: bool = True) -> dict:
-    "Prepare CelebA: centre crop 178, resize to `size`, official partition, identities; masks from a folder or a function."
+    """Prepare CelebA: centre crop 178, resize to `size`, official partition, identities; masks from a folder or a
+    function."""
     root, out = Path(root), Path(out)
     if not (root / 'img_align_celeba').is_dir():
         raise DeepSEEError(f"{root / 'img_align_celeba'}: folder not found (is {root} the CelebA folder?)")
     img_dir = root / 'img_align_celeba'
     if (img_dir / 'img_align_celeba').is_dir(): img_dir = img_dir / 'img_align_celeba'   # the Kaggle copy nests it
     part = {
-        r[0]: r[1] for r in _read_table(root / 'list_eval_partition.txt', 'partition file (the official split needs it)')
+        r[0]: r[1]
+        for r in _read_table(root / 'list_eval_partition.txt', 'partition file (the official split needs it)')
     }
     if masks is not None and not callable(masks) and not Path(masks).is_dir():
         raise DeepSEEError(f"{masks}: mask folder not found")
@@ -448,7 +482,9 @@ def prepare_celeba(root: str | Path, out: str | Path, masks: str | Path | Callab
     if (root / 'identity_CelebA.txt').exists() or (root / 'identity_CelebA.csv').exists():
         ident = {
             r[0]: r[1]
-            for r in _ints(_read_table(root / 'identity_CelebA.txt', 'identity file'), (1,), root / 'identity_CelebA.txt')
+            for r in _ints(
+                _read_table(root / 'identity_CelebA.txt', 'identity file'), (1,), root / 'identity_CelebA.txt'
+            )
         }
         write_identities(out, {Path(n).stem: ident[n] for n in done if n in ident})
     if masks is None:
@@ -481,7 +517,8 @@ def main_prepare(argv: list[str]) -> int:
     "`deepsee prepare {celebamaskhq,celeba,synthetic} ...`: write a prepared dataset folder; prints a JSON summary."
     import argparse
     ap = argparse.ArgumentParser(
-        prog='deepsee prepare', description='Prepare a face dataset folder (images/, masks/, split.csv, identities.csv).'
+        prog='deepsee prepare',
+        description='Prepare a face dataset folder (images/, masks/, split.csv, identities.csv).',
     )
     sub = ap.add_subparsers(dest='kind', required=True)
     a = sub.add_parser('celebamaskhq', help='CelebAMask-HQ: merge part masks, resize, official split')
@@ -489,7 +526,9 @@ def main_prepare(argv: list[str]) -> int:
     a.add_argument('out')
     a.add_argument('--size', type=int, required=True)
     a.add_argument(
-        '--identity-file', default=None, help='CelebA identity_CelebA.txt (default: ROOT/identity_CelebA.txt if present)'
+        '--identity-file',
+        default=None,
+        help='CelebA identity_CelebA.txt (default: ROOT/identity_CelebA.txt if present)',
     )
     b = sub.add_parser('celeba', help='CelebA: centre crop 178, resize, official partition, identities')
     b.add_argument('root')

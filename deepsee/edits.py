@@ -49,7 +49,8 @@ def _grow(region: torch.Tensor, px: int) -> torch.Tensor:
     return x[:, 0] > 0
 
 def _nearest_fill(m: torch.Tensor, todo: torch.Tensor, exclude=()) -> torch.Tensor:
-    "Labels for the `todo` pixels from the nearest other pixels (ring by ring, majority vote), not using `exclude` labels."
+    """Labels for the `todo` pixels from the nearest other pixels (ring by ring, majority vote), not using `exclude`
+    labels."""
     out = m.clone()
     known = ~todo
     for k in exclude: known &= m != k
@@ -69,7 +70,8 @@ def _nearest_fill(m: torch.Tensor, todo: torch.Tensor, exclude=()) -> torch.Tens
     return out
 
 def relabel(mask, src, dst, where=None):
-    "Pixels labelled `src` (inside `where`) become `dst`; a pair `dst` (or 'lips') splits each column: upper half, lower half."
+    """Pixels labelled `src` (inside `where`) become `dst`; a pair `dst` (or 'lips') splits each column: upper half,
+    lower half."""
     m, back = _mask_in(mask)
     sel = torch.isin(m, torch.tensor(_labels(src), device=m.device))
     if where is not None: sel &= _bool_in(where, m, 'where')
@@ -132,7 +134,8 @@ def more_hair(mask, px: int | None = None, over=('background',)):
     return back(dilate(m, 'hair', px or max(1, m.shape[-1] // 32), over))
 
 def add_glasses(mask, size: float = 1.0, lens: bool = True):
-    "Glasses: eye_g lenses (or only frames) around both eyes plus a bridge, under eyes and brows, over skin/nose/background."
+    """Glasses: eye_g lenses (or only frames) around both eyes plus a bridge, under eyes and brows, over
+    skin/nose/background."""
     m, back = _mask_in(mask)
     out = m.clone()
     B, H, W = m.shape

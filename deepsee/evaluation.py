@@ -39,7 +39,8 @@ def vgg_features(x: torch.Tensor, vgg, batch_size: int = 16) -> list[torch.Tenso
 @torch.no_grad()
 def vgg_distance(sr: torch.Tensor, hr: torch.Tensor | None, vgg, batch_size: int = 16,
                  hr_features: list[torch.Tensor] | None = None) -> Score:
-    "Per-image LPIPS-formula distance with unit weights on VGG19 relu1_1..relu5_1: an offline perceptual proxy, not LPIPS."
+    """Per-image LPIPS-formula distance with unit weights on VGG19 relu1_1..relu5_1: an offline perceptual proxy, not
+    LPIPS."""
     if hr_features is None:
         if hr is None or sr.shape != hr.shape:
             raise DeepSEEError(f"sr: shape {tuple(sr.shape)} differs from hr {tuple(getattr(hr, 'shape', ()))}")
@@ -61,7 +62,8 @@ def vgg_distance(sr: torch.Tensor, hr: torch.Tensor | None, vgg, batch_size: int
 
 # %% ../nbs/05b_evaluation.ipynb #5b6230c4
 def open_lpips(path: str | os.PathLike | None = None, random_backbone: bool = False, device='cpu') -> tuple[Any, str]:
-    "(LPIPS net or None, note): AlexNet from `path` or torch hub's folder; a random backbone only when asked; None when the file is missing."
+    """(LPIPS net or None, note): AlexNet from `path` or torch hub's folder; a random backbone only when asked; None
+    when the file is missing."""
     if random_backbone:
         net = lpips_model(pretrained_backbone=False, device=device)
         return net, f"RANDOM backbone ({net.deepsee_backbone}): plumbing only, these are not LPIPS values"
@@ -76,7 +78,8 @@ MASK_SOURCES = ('auto', 'truth', 'predicted')
 
 @torch.no_grad()
 def super_resolve(model: DeepSEE, batch: dict, mask_source: str = 'auto') -> tuple[torch.Tensor, dict]:
-    "SR of a batch (dataset items collated, on the model's device) with the mask and style as evaluation uses them; returns (sr, how)."
+    """SR of a batch (dataset items collated, on the model's device) with the mask and style as evaluation uses them;
+    returns (sr, how)."""
     if mask_source not in MASK_SOURCES:
         raise DeepSEEError(f"mask_source: {mask_source!r} is not one of {', '.join(MASK_SOURCES)}")
     c, how = model.cfg, {}
@@ -128,11 +131,28 @@ def _model_settings(m: DeepSEE) -> dict:
                 random_init=bool(m.meta.get('random_init', False)))
 
 # %% ../nbs/05b_evaluation.ipynb #7a869af5
-def evaluate(models: dict | None = None, data_spec: str = 'synthetic:8', split: str = 'test', n: int | None = None,
-             batch_size: int = 8, lpips_path=None, fid: bool = True, device='cpu', guided: bool | None = None, seed: int = 0,
-             lpips_random: bool = False, mask_source: str = 'auto', vgg_dist=False, vgg_path=None,
-             hr_size: int | None = None, factor: int | None = None, fid_weights=None, progress: bool = True) -> list[dict]:
-    "Rows (bicubic first, then `models` in order) of PSNR, SSIM, LPIPS, FID, LR-consistency, ... on the same test images."
+def evaluate(
+    models: dict | None = None,
+    data_spec: str = 'synthetic:8',
+    split: str = 'test',
+    n: int | None = None,
+    batch_size: int = 8,
+    lpips_path=None,
+    fid: bool = True,
+    device='cpu',
+    guided: bool | None = None,
+    seed: int = 0,
+    lpips_random: bool = False,
+    mask_source: str = 'auto',
+    vgg_dist=False,
+    vgg_path=None,
+    hr_size: int | None = None,
+    factor: int | None = None,
+    fid_weights=None,
+    progress: bool = True,
+) -> list[dict]:
+    """Rows (bicubic first, then `models` in order) of PSNR, SSIM, LPIPS, FID, LR-consistency, ... on the same test
+    images."""
     # vgg_dist: False, True (VGG19 from `vgg_path` or the default file) or a loaded feature net (reused across calls)
     from tqdm.auto import tqdm
     from deepsee.data import make_dataset, make_loader
@@ -215,7 +235,10 @@ def evaluate(models: dict | None = None, data_spec: str = 'synthetic:8', split: 
         rows.append(
             dict(
                 method=k,
-                **{c: r.get(c) for c in ('psnr', 'ssim', 'lpips', 'fid', 'psnr_y', 'ssim_y', 'lr_consistency', 'lr_rms')},
+                **{
+                    c: r.get(c)
+                    for c in ('psnr', 'ssim', 'lpips', 'fid', 'psnr_y', 'ssim_y', 'lr_consistency', 'lr_rms')
+                },
                 **({'vgg_dist': r['vgg_dist']} if 'vgg_dist' in r else {}),
                 **({'lpips_randnet': r['lpips_randnet']} if lpips_random else {}),
                 n=r['n'],
@@ -256,9 +279,17 @@ def table_notes(rows: list[dict]) -> list[str]:
     if rnd: notes.append(f"Untrained (random) weights: {', '.join(rnd)}.")
     return notes
 
-def write_table(rows: list[dict], out_dir, settings: dict | None = None, name: str = 'results',
-                columns: list[str] | None = None, notes: Iterable[str] = (), title: str | None = None) -> dict[str, Path]:
-    "Write `name`.json/.csv (all columns) and `name`.md (the table in `columns` order, then the notes); returns the paths."
+def write_table(
+    rows: list[dict],
+    out_dir,
+    settings: dict | None = None,
+    name: str = 'results',
+    columns: list[str] | None = None,
+    notes: Iterable[str] = (),
+    title: str | None = None,
+) -> dict[str, Path]:
+    """Write `name`.json/.csv (all columns) and `name`.md (the table in `columns` order, then the notes); returns the
+    paths."""
     settings = dict(settings or (rows[0].get('settings', {}).get('run', {}) if rows else {}))
     paths = write_results(rows, out_dir, settings=settings, name=name)
     df = results_frame(rows)
@@ -295,10 +326,16 @@ def _eval_parser() -> argparse.ArgumentParser:
         '--lpips-random', action='store_true', help='random LPIPS backbone: plumbing tests only, marked in the results'
     )
     t.add_argument('--vgg-dist', action='store_true', help='add the offline VGG19 perceptual proxy column')
-    t.add_argument('--mask', default='auto', choices=MASK_SOURCES, help='masks: the segmenter when a model has one (auto)')
+    t.add_argument(
+        '--mask', default='auto', choices=MASK_SOURCES, help='masks: the segmenter when a model has one (auto)'
+    )
     gg = t.add_mutually_exclusive_group()
-    gg.add_argument('--guided', dest='guided', action='store_true', default=None, help='use the guided split for every row')
-    gg.add_argument('--no-guided', dest='guided', action='store_false', help='guided models get no guide (style from LR)')
+    gg.add_argument(
+        '--guided', dest='guided', action='store_true', default=None, help='use the guided split for every row'
+    )
+    gg.add_argument(
+        '--no-guided', dest='guided', action='store_false', help='guided models get no guide (style from LR)'
+    )
     t.add_argument('--seed', type=int, default=0)
     t.add_argument('--factor', type=int, help='upscaling factor when no --model is given (default 8)')
     t.add_argument('--hr-size', type=int, help='HR size when no --model is given (default 128)')
@@ -332,7 +369,9 @@ def main_eval(argv: list[str]) -> int:
     return 0
 
 # %% ../nbs/05b_evaluation.ipynb #a5e30a05
-def variant_config(preset_name: str, variant: str, epochs: int | None = None, lr_size: int | None = None) -> DeepSEEConfig:
+def variant_config(
+    preset_name: str, variant: str, epochs: int | None = None, lr_size: int | None = None
+) -> DeepSEEConfig:
     "The preset with `variant` (guided variants get the guided style noise), optionally another epoch count or LR size."
     cfg = preset(preset_name, variant=variant, **({'lr_size': int(lr_size)} if lr_size else {}))
     if epochs is not None:

@@ -90,7 +90,9 @@ def load_model(spec: str | Path | None = None, device='cpu', random_weights: boo
         return m
     if spec in PRESETS:
         if not random_weights:
-            raise DeepSEEError(f"preset {spec} has no trained weights; use --random-weights to build an untrained network")
+            raise DeepSEEError(
+                f"preset {spec} has no trained weights; use --random-weights to build an untrained network"
+            )
         warnings.warn(f"model {spec!r} is a preset, not a trained bundle: random weights (outputs are noise)",
                       DeepSEEWarning, stacklevel=2)
         return random_model(spec, device=device)
@@ -116,7 +118,9 @@ def _fit(x: torch.Tensor, size: int, downscale: bool, name: str, what: str) -> t
                   DeepSEEWarning, stacklevel=3)
     return x
 
-def load_image(path, size: int | None = None, downscale: bool = False, what: str = "the model's LR input") -> torch.Tensor:
+def load_image(
+    path, size: int | None = None, downscale: bool = False, what: str = "the model's LR input"
+) -> torch.Tensor:
     "(1,3,H,W) tensor in [-1,1] from an image file; checked against `size` (shrunk to it with `downscale`)."
     x = to_tensor(rgb_of(decode(path), str(path)))[None]
     return x if size is None else _fit(x, size, downscale, str(path), what)
@@ -193,7 +197,9 @@ def load_mask(path, size: int | None = None) -> torch.Tensor:
     "(1,H,W) int64 label map from a label-index PNG or a palette-coloured PNG; checked against `size`."
     arr = read_labels(path)
     if size is not None and arr.shape != (size, size):
-        raise DeepSEEError(f"{path}: mask is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (the model's HR size)")
+        raise DeepSEEError(
+            f"{path}: mask is {arr.shape[1]}x{arr.shape[0]}, expected {size}x{size} (the model's HR size)"
+        )
     return torch.from_numpy(arr.astype(np.int64))[None]
 
 def save_mask(mask: torch.Tensor, path, colour: bool = True) -> Path:
@@ -266,7 +272,9 @@ def upscale(model: DeepSEE, lr, mask=None, style=None, guide=None, guide_mask=No
 def _down_matrix(n: int, m: int) -> torch.Tensor:
     "(m,n) float64 matrix A of the antialiased bicubic resize n -> m along one axis (exact: built from the operator)."
     eye = torch.eye(n, dtype=torch.float64)[:, None, :, None].expand(n, 1, n, 4).contiguous()
-    return F.interpolate(eye, size=(m, 4), mode='bicubic', antialias=True, align_corners=False)[:, 0, :, 0].T.contiguous()
+    return F.interpolate(eye, size=(m, 4), mode='bicubic', antialias=True, align_corners=False)[
+        :, 0, :, 0
+    ].T.contiguous()
 
 @lru_cache(maxsize=32)
 def _gram_inv(n: int, m: int) -> torch.Tensor:
@@ -282,17 +290,20 @@ def consistency_error(sr: torch.Tensor, lr: torch.Tensor, factor: int, per_image
 
 @torch.no_grad()
 def project_consistent(sr: torch.Tensor, lr: torch.Tensor, factor: int, tol: float = 0.05, iters: int = 500) -> torch.Tensor:
-    "The image in [-1,1] closest to `sr` whose antialiased bicubic downsampling by `factor` is `lr` (error < `tol`/255 RMS)."
+    """The image in [-1,1] closest to `sr` whose antialiased bicubic downsampling by `factor` is `lr` (error < `tol`/255
+    RMS)."""
     H, W = sr.shape[-2:]
     h, w = H // factor, W // factor
     if (h, w) != tuple(lr.shape[-2:]) or H % factor or W % factor:
-        raise DeepSEEError(f"consistency: SR {W}x{H} / {factor} does not match the LR size {lr.shape[-1]}x{lr.shape[-2]}")
+        raise DeepSEEError(
+            f"consistency: SR {W}x{H} / {factor} does not match the LR size {lr.shape[-1]}x{lr.shape[-2]}"
+        )
     dev = sr.device if sr.device.type in ('cpu', 'cuda') else torch.device('cpu')   # MPS has no float64
     Ah, Aw, Gh, Gw = (t.to(dev) for t in (_down_matrix(H, h), _down_matrix(W, w), _gram_inv(H, h), _gram_inv(W, w)))
     s, y = sr.to(dev, torch.float64), lr.to(dev, torch.float64)
     lam = mu = torch.zeros(torch.broadcast_shapes(s.shape[:-2], y.shape[:-2]) + (h, w), dtype=torch.float64, device=dev)
     t = 1.0
-    for _ in range(iters):                     # accelerated (FISTA) ascent on the multipliers, preconditioned by (AA^T)^-1
+    for _ in range(iters):  # accelerated (FISTA) ascent on the multipliers, preconditioned by (AA^T)^-1
         x = (s + Ah.T @ mu @ Aw).clamp(-1, 1)
         r = y - Ah @ x @ Aw.T
         err = float(r.pow(2).flatten(-2).mean(-1).sqrt().max()) * 127.5
@@ -312,11 +323,15 @@ def style_rows(rows=None, symmetric: bool = False) -> list[int]:
     return labels_of(rows, symmetric)
 
 def symmetric(style: torch.Tensor) -> torch.Tensor:
-    "Style with each left/right pair's rows equal: their mean, or the present row when the other region is absent (zero)."
+    """Style with each left/right pair's rows equal: their mean, or the present row when the other region is absent
+    (zero)."""
     out = style.clone()
     for a, b in LR_PAIRS:
         ra, rb = style[..., a, :], style[..., b, :]
-        pa, pb = (ra.abs().sum(-1, keepdim=True) > 0).to(style.dtype), (rb.abs().sum(-1, keepdim=True) > 0).to(style.dtype)
+        pa, pb = (
+            (ra.abs().sum(-1, keepdim=True) > 0).to(style.dtype),
+            (rb.abs().sum(-1, keepdim=True) > 0).to(style.dtype),
+        )
         m = (ra * pa + rb * pb) / (pa + pb).clamp(min=1)
         out[..., a, :], out[..., b, :] = m, m
     return out
@@ -386,7 +401,9 @@ def samples(model: DeepSEE, lr, n: int = 16, delta: float = 0.2, seed: int = 0, 
     lr, mask, style = prepare(model, lr, mask, style, guide, guide_mask)
     if style is None: raise DeepSEEError(f"variant {model.cfg.variant!r} has no style matrix to sample")
     styles = sample(style, n, delta, seed, rows, symmetric)
-    images = render(model, lr, mask, styles, batch_size, noise=noise, generator=seed + 1, consistent=consistent, bf16=bf16)
+    images = render(
+        model, lr, mask, styles, batch_size, noise=noise, generator=seed + 1, consistent=consistent, bf16=bf16
+    )
     return Result(images, mask.expand(n, -1, -1), styles)
 
 # %% ../nbs/06_explore.ipynb #91b42309
@@ -430,7 +447,9 @@ def transfer(style: torch.Tensor, reference, rows=None, symmetric: bool = False)
         for k in style_rows(key, symmetric):
             if key is not None and not ref[..., k, :].abs().sum():
                 warnings.warn(
-                    f"transfer: the reference has no {LABELS[k]!r} region (its style row is zero)", DeepSEEWarning, stacklevel=2
+                    f"transfer: the reference has no {LABELS[k]!r} region (its style row is zero)",
+                    DeepSEEWarning,
+                    stacklevel=2,
                 )
             out[..., k, :] = ref[..., k, :]
     return _symmetrize(out) if symmetric else out
@@ -438,7 +457,8 @@ def transfer(style: torch.Tensor, reference, rows=None, symmetric: bool = False)
 # %% ../nbs/06_explore.ipynb #950f1d1f
 @torch.no_grad()
 def restyle(model: DeepSEE, lr, style: torch.Tensor, mask, old_mask=None) -> torch.Tensor:
-    "Fill the style rows of regions `mask` has and the old one lacked (old: `old_mask`, else the zero rows) from the LR image."
+    """Fill the style rows of regions `mask` has and the old one lacked (old: `old_mask`, else the zero rows) from the
+    LR image."""
     new = encode_style(model, lr, mask)
     style = model.check_style(style).expand(new.shape[0], -1, -1)
     m = _check_mask(model, mask, new.shape[0]).expand(new.shape[0], -1, -1)
@@ -486,7 +506,9 @@ class Session:
     def save(self, path) -> Path:
         "Write the session to one safetensors file (tensors + JSON metadata), atomically."
         path = Path(path)
-        t = dict(lr=self.lr.detach().float().cpu().contiguous(), mask=self.mask.detach().to(torch.uint8).cpu().contiguous())
+        t = dict(
+            lr=self.lr.detach().float().cpu().contiguous(), mask=self.mask.detach().to(torch.uint8).cpu().contiguous()
+        )
         if self.style is not None: t['style'] = self.style.detach().float().cpu().contiguous()
         meta = dict(format=SESSION_FORMAT, version=str(SESSION_VERSION),
                     json=json.dumps(dict(seed=int(self.seed), model=str(self.model), consistent=bool(self.consistent),
@@ -583,7 +605,9 @@ def _upscale_parser() -> argparse.ArgumentParser:
     p.add_argument(
         '--consistent', action='store_true', help='project outputs so that they downsample back to the input exactly'
     )
-    p.add_argument('--downscale', action='store_true', help="centre-crop and shrink inputs larger than the model's LR size")
+    p.add_argument(
+        '--downscale', action='store_true', help="centre-crop and shrink inputs larger than the model's LR size"
+    )
     p.add_argument(
         '--batch-size',
         type=int,
@@ -630,7 +654,9 @@ def _run_upscale(a: argparse.Namespace) -> int:
         if a.samples and not c.style:
             raise DeepSEEError(f"--samples: variant {c.variant!r} has no style matrix to sample")
         if mask is None and (c.semantics or c.style) and model.segmenter is None:
-            raise DeepSEEError(f"--mask: the model {model.meta.get('source', c.name)} has no segmenter; pass a mask PNG")
+            raise DeepSEEError(
+                f"--mask: the model {model.meta.get('source', c.name)} has no segmenter; pass a mask PNG"
+            )
         stems = _stems(paths)
         check_outputs([o for s in stems for o in _outputs(out, s, a.samples)], paths + [a.mask, a.guide, a.guide_mask],
                       a.overwrite)

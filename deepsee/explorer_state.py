@@ -51,7 +51,8 @@ def fill_region(mask: np.ndarray, x: int, y: int) -> np.ndarray:
 
 # %% ../nbs/09a_explorer_state.ipynb #c0346550
 class ExplorerState:
-    "What the explorer shows and edits (LR, mask, style, reference, gallery, undo/redo) in plain Python; `render()` gives the image."
+    """What the explorer shows and edits (LR, mask, style, reference, gallery, undo/redo) in plain Python; `render()`
+    gives the image."""
     def __init__(self, model: DeepSEE, lr: torch.Tensor | None = None, mask=None, hr: torch.Tensor | None = None,
                  style: torch.Tensor | None = None, seed: int = 0, consistent: bool = False, max_history: int = 100,
                  bf16: bool = False):
@@ -69,11 +70,14 @@ class ExplorerState:
     # --- loading ---------------------------------------------------------------------------------------------
     def load(self, lr: torch.Tensor, mask=None, hr: torch.Tensor | None = None, style: torch.Tensor | None = None,
              labels: torch.Tensor | None = None, name: str = 'image') -> 'ExplorerState':
-        "Start over on `lr` (1,3,h,w): `mask` as given (else predicted, see `initial_mask`), style as given or from the LR."
+        """Start over on `lr` (1,3,h,w): `mask` as given (else predicted, see `initial_mask`), style as given or from
+        the LR."""
         c = self.cfg
         lr = lr[None] if lr.ndim == 3 else lr
         if tuple(lr.shape[-2:]) != (c.lr_size, c.lr_size):
-            raise DeepSEEError(f"{name}: LR image is {lr.shape[-1]}x{lr.shape[-2]}, this model takes {c.lr_size}x{c.lr_size}")
+            raise DeepSEEError(
+                f"{name}: LR image is {lr.shape[-1]}x{lr.shape[-2]}, this model takes {c.lr_size}x{c.lr_size}"
+            )
         self.lr, self.hr, self.name = lr[:1].float().cpu(), None if hr is None else hr[:1].float().cpu(), name
         if mask is None: mask = initial_mask(self.model, self.lr, labels)
         mask = torch.as_tensor(np.asarray(mask)) if not torch.is_tensor(mask) else mask
@@ -110,7 +114,8 @@ class ExplorerState:
         return torch.from_numpy(self.mask.astype(np.int64))[None]
 
     def rows(self) -> list[int]:
-        "Style rows the style edits act on: all rows, or the selected region (plus its left/right partner when symmetric)."
+        """Style rows the style edits act on: all rows, or the selected region (plus its left/right partner when
+        symmetric)."""
         return style_rows(None if self.all_regions else self.region, self.symmetric)
 
     def _need_style(self, what: str):
@@ -132,7 +137,13 @@ class ExplorerState:
                     anchor=None if self.anchor is None else self.anchor.clone(), offset=self.offset, t=self.t)
 
     def _restore(self, s: dict):
-        self.mask, self.style, self.anchor, self.offset, self.t = s['mask'].copy(), s['style'], s['anchor'], s['offset'], s['t']
+        self.mask, self.style, self.anchor, self.offset, self.t = (
+            s['mask'].copy(),
+            s['style'],
+            s['anchor'],
+            s['offset'],
+            s['t'],
+        )
 
     def _push(self, op: str, **params):
         "Remember the state before an edit (undo) and log the edit."
@@ -314,7 +325,7 @@ class ExplorerState:
     def fill(self, x: int, y: int, label) -> bool:
         "Relabel the connected region under pixel (x, y) as `label`."
         lab, new = label_index(label), self.mask
-        if self.mirror:                  # the mirrored fill first (from (W-1-x, y), partner label); the clicked side wins
+        if self.mirror:  # the mirrored fill first (from (W-1-x, y), partner label); the clicked side wins
             new = paint(new, fill_region(self.mask, self.mask.shape[1] - 1 - int(x), int(y)), int(FLIP_PERM[lab]))
         new = paint(new, fill_region(self.mask, int(x), int(y)), lab)
         if np.array_equal(new, self.mask): return False
@@ -404,5 +415,9 @@ class ExplorerState:
         "Restore a saved session: LR, mask (it also becomes the reset target), style, seed and consistency."
         s = Session.load(path)
         self.load(s.lr, s.mask, style=s.style, name=Path(path).name)
-        self.seed, self.consistent, self.log = s.seed, s.consistent, list(s.history) + [dict(op='load_session', path=str(path))]
+        self.seed, self.consistent, self.log = (
+            s.seed,
+            s.consistent,
+            list(s.history) + [dict(op='load_session', path=str(path))],
+        )
         return self

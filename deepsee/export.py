@@ -51,7 +51,8 @@ def _check(path: Path, module: nn.Module, inputs: dict) -> float:
     return float(np.abs(got - ref).max())
 
 def export_onnx(model: DeepSEE, out_dir, batch: int = 1, opset: int = 18, seed: int = 0) -> dict:
-    "Write generator.onnx (+ style_encoder_lr/hr.onnx) to `out_dir`; return the onnxruntime-vs-PyTorch max abs differences."
+    """Write generator.onnx (+ style_encoder_lr/hr.onnx) to `out_dir`; return the onnxruntime-vs-PyTorch max abs
+    differences."""
     try: import onnxruntime  # noqa: F401
     except ImportError: raise DeepSEEError("ONNX export needs `pip install onnx onnxruntime onnxscript`") from None
     out_dir = Path(out_dir)
@@ -64,7 +65,9 @@ def export_onnx(model: DeepSEE, out_dir, batch: int = 1, opset: int = 18, seed: 
     jobs = []
     if model.style_encoder is not None:
         for src, img in (('lr', lr), ('hr', hr)):
-            jobs.append((f'style_encoder_{src}', _Encoder(model.style_encoder, src).eval(), dict(image=img, labels=labels)))
+            jobs.append(
+                (f'style_encoder_{src}', _Encoder(model.style_encoder, src).eval(), dict(image=img, labels=labels))
+            )
     gen = plain_generator(model.generator)
     gin = dict(lr=lr, labels=labels)
     if cfg.style: gin['style'] = torch.rand(batch, cfg.n_labels, cfg.encoder.style_dim, generator=g) * 2 - 1

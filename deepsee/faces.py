@@ -268,7 +268,9 @@ def scan_faces(image, convention: str = 'celebamaskhq', size: int | None = None,
     import dlib
     H, W = photo.shape[:2]
     s = min(1.0, detect_side / max(H, W))
-    small = photo if s == 1.0 else np.asarray(Image.fromarray(photo).resize((round(W * s), round(H * s)), Image.BILINEAR))
+    small = (
+        photo if s == 1.0 else np.asarray(Image.fromarray(photo).resize((round(W * s), round(H * s)), Image.BILINEAR))
+    )
     rects, scores, _ = detector.run(small, int(upsample), 0.0)
     faces, rejected = [], []
     for r, sc in sorted(zip(rects, scores), key=lambda t: t[0].left()):
@@ -341,7 +343,11 @@ class ResNet18Features(nn.Module):
         self.bn1 = nn.BatchNorm2d(64)
         w = (64, 64, 128, 256, 512)
         for i in range(1, 5):
-            setattr(self, f'layer{i}', nn.Sequential(ResidualBlock(w[i - 1], w[i], 1 if i == 1 else 2), ResidualBlock(w[i], w[i])))
+            setattr(
+                self,
+                f'layer{i}',
+                nn.Sequential(ResidualBlock(w[i - 1], w[i], 1 if i == 1 else 2), ResidualBlock(w[i], w[i])),
+            )
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
         f8 = self.layer2(self.layer1(x))
@@ -401,7 +407,10 @@ class BiSeNet(nn.Module):
         self.cp = ContextPath()
         self.ffm = FeatureFusion(256, 256)
         self.conv_out = ParserHead(256, 256, n_classes)
-        self.conv_out16, self.conv_out32 = ParserHead(128, 64, n_classes), ParserHead(128, 64, n_classes)  # training-only
+        self.conv_out16, self.conv_out32 = (
+            ParserHead(128, 64, n_classes),
+            ParserHead(128, 64, n_classes),
+        )  # training-only
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f8, c8, _ = self.cp(x)
         return F.interpolate(self.conv_out(self.ffm(f8, c8)), size=x.shape[-2:], mode='bilinear', align_corners=True)
@@ -425,9 +434,15 @@ def _load_parser(path: str | None, device: str) -> BiSeNet:
     except Exception as e: raise DeepSEEError(f"{f}: cannot read the parser weights ({type(e).__name__}: {e})") from None
     net = BiSeNet(19)
     own = net.state_dict()
-    if not isinstance(sd, dict) or set(sd) != set(own) or any(tuple(sd[k].shape) != tuple(v.shape) for k, v in own.items()):
+    if (
+        not isinstance(sd, dict)
+        or set(sd) != set(own)
+        or any(tuple(sd[k].shape) != tuple(v.shape) for k, v in own.items())
+    ):
         bad = sorted(set(sd) ^ set(own)) if isinstance(sd, dict) else ['(not a state dict)']
-        raise DeepSEEError(f"{f}: not the CelebAMask-HQ BiSeNet weights ({bad[0] if bad else 'a shape'} does not match)")
+        raise DeepSEEError(
+            f"{f}: not the CelebAMask-HQ BiSeNet weights ({bad[0] if bad else 'a shape'} does not match)"
+        )
     net.load_state_dict(sd, strict=True)
     return net.to(device).eval().requires_grad_(False)
 
@@ -479,10 +494,14 @@ def parse_aligned(images, parser: BiSeNet | None = None, size: int | None = None
         for i in range(0, len(x), batch_size):
             b = x[i:i + batch_size].to(dev)
             if b.shape[-1] != PARSER_SIZE or b.shape[-2] != PARSER_SIZE:
-                b = F.interpolate(b, size=(PARSER_SIZE, PARSER_SIZE), mode='bicubic', antialias=True, align_corners=False).clamp(0, 1)
+                b = F.interpolate(
+                    b, size=(PARSER_SIZE, PARSER_SIZE), mode='bicubic', antialias=True, align_corners=False
+                ).clamp(0, 1)
             logits = parser((b - mean) / std).float()
             if size != PARSER_SIZE:
-                logits = F.interpolate(logits, size=(size, size), mode='bilinear', antialias=size < PARSER_SIZE, align_corners=False)
+                logits = F.interpolate(
+                    logits, size=(size, size), mode='bilinear', antialias=size < PARSER_SIZE, align_corners=False
+                )
             out.append(lut[logits.argmax(1)].to(torch.uint8).cpu())
     labels = torch.cat(out).numpy()
     if sides == 'geometry':
@@ -551,7 +570,9 @@ def label_folder(folder, out, convention: str = 'celebamaskhq', size: int | None
         faces, rejected = scan_faces(photo, convention, size, landmarks=landmarks, upsample=upsample,
                                      min_score=min_score, min_side=min_side)
         for r in rejected:  # weak detections are not faces found: listed apart, not counted as skipped faces
-            report['weak_detections' if r['reason'].startswith('weak') else 'skipped_faces'].append(dict(photo=p.name, **r))
+            report['weak_detections' if r['reason'].startswith('weak') else 'skipped_faces'].append(
+                dict(photo=p.name, **r)
+            )
         if not faces and all(r['reason'].startswith('weak') for r in rejected):
             report['skipped_photos'].append(dict(photo=p.name, reason='no face found'))
         if not faces: continue
@@ -559,7 +580,9 @@ def label_folder(folder, out, convention: str = 'celebamaskhq', size: int | None
         for k, (f, lab) in enumerate(zip(faces, labels)):
             why = parse_problem(lab)
             if why:
-                report['skipped_faces'].append(dict(photo=p.name, box=f.to_json()['box'], score=round(f.score, 3), reason=why))
+                report['skipped_faces'].append(
+                    dict(photo=p.name, box=f.to_json()['box'], score=round(f.score, 3), reason=why)
+                )
                 continue
             stem = f"{p.stem}_{p.suffix[1:].lower()}_{k}" if stems.count(p.stem) > 1 else f"{p.stem}_{k}"
             save_face(out, stem, f.crop, lab)
@@ -655,7 +678,8 @@ def paste_mask(photo_shape, face: Face, parse, radius: float | None = None) -> t
     return alpha.clamp(0, 1).numpy(), win
 
 def paste_back(photo, face: Face, sr_face, parse, radius: float | None = None, match_colour: bool = True) -> np.ndarray:
-    "A copy of `photo` (original or upscaled) with the aligned `sr_face` pasted through the inverse transform, feathered by `parse`."
+    """A copy of `photo` (original or upscaled) with the aligned `sr_face` pasted through the inverse transform,
+    feathered by `parse`."""
     photo = as_photo(photo, 'photo')
     sr = _to_uint8_image(sr_face)
     parse = validate_labels(np.asarray(parse), name='parse')
@@ -823,7 +847,9 @@ def _faces_parser() -> argparse.ArgumentParser:
     p.add_argument('--face-mask', default='auto', choices=MASK_MODES,
                    help="the model's HR mask: its segmenter or the parse (auto: the segmenter unless trained on "
                    "procedural faces only)")
-    p.add_argument('--convention', default=None, choices=list(CONVENTIONS), help="crop convention (default: the model's)")
+    p.add_argument(
+        '--convention', default=None, choices=list(CONVENTIONS), help="crop convention (default: the model's)"
+    )
     p.add_argument('--landmarks', type=int, default=68, choices=(68, 5), help='dlib landmark model')
     p.add_argument(
         '--min-side', type=float, default=32, help='ignore faces whose crop is smaller than this in the photo (px)'

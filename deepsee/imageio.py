@@ -55,7 +55,8 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x)
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    "An image tensor (3,H,W) or (1,3,H,W) in [-1,1] -> uint8 (H,W,3); an integer label map (H,W) -> its palette colours."
+    """An image tensor (3,H,W) or (1,3,H,W) in [-1,1] -> uint8 (H,W,3); an integer label map (H,W) -> its palette
+    colours."""
     if not x.is_floating_point():
         lab = x[0] if x.ndim == 3 and x.shape[0] == 1 else x
         if lab.ndim != 2: raise DeepSEEError(f"to_uint8: expected one label map (H,W), got shape {tuple(x.shape)}")
@@ -69,7 +70,8 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
 
 def label_image(labels, palette: bool = False) -> Image.Image:
-    "PIL image of a label map: grey label indices, or (`palette`) palette mode whose indices are labels and colours PALETTE."
+    """PIL image of a label map: grey label indices, or (`palette`) palette mode whose indices are labels and colours
+    PALETTE."""
     im = Image.fromarray(np.asarray(labels, np.uint8), 'P' if palette else 'L')
     if palette: im.putpalette(PALETTE.ravel().tolist())
     return im
@@ -120,7 +122,9 @@ def read_labels(path, size: int | None = None) -> np.ndarray:
     if im.mode == 'P' and np.asarray(im).max(initial=0) >= N_LABELS: im = im.convert('RGB')
     if im.mode in ('RGB', 'RGBA', 'RGBa', 'CMYK', 'YCbCr', 'PA'):
         rgb = np.asarray(im.convert('RGB'))
-        grey = (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all() and rgb.max(initial=0) < N_LABELS
+        grey = (
+            (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all() and rgb.max(initial=0) < N_LABELS
+        )
         arr = rgb[..., 0] if grey else palette_to_labels(rgb, name=str(path))
     else: arr = np.asarray(im.convert('L') if im.mode in ('LA', '1') else im).astype(np.int64)
     if arr.size and arr.max() >= N_LABELS:

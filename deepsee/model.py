@@ -65,7 +65,9 @@ class DeepSEE(nn.Module):
         if style is not None: return lr, mask, self.check_style(style)
         if guide is not None: return lr, mask, self._guide_style(guide, guide_mask)
         if c.guided:
-            warnings.warn("a guided model without a guide photo: the style comes from the LR image", DeepSEEWarning, stacklevel=3)
+            warnings.warn(
+                "a guided model without a guide photo: the style comes from the LR image", DeepSEEWarning, stacklevel=3
+            )
         return lr, mask, self.encode_style(lr, mask.expand(B, -1, -1), 'lr')
 
     def _guide_style(self, guide, guide_mask=None) -> torch.Tensor:
@@ -103,7 +105,9 @@ class DeepSEE(nn.Module):
             )
         lo, hi = float(lr.min()), float(lr.max())
         if lo < -1.5 or hi > 1.5:   # bicubic overshoot of an LR made from an HR image is fine; 0..255 data is not
-            raise DeepSEEError(f"{name}: values must lie in [-1,1], got {lo:.3g}..{hi:.3g} (load_image converts 0..255 images)")
+            raise DeepSEEError(
+                f"{name}: values must lie in [-1,1], got {lo:.3g}..{hi:.3g} (load_image converts 0..255 images)"
+            )
         return lr.to(self.device, torch.float32)
 
     def check_mask(self, mask, batch: int, name: str = 'mask') -> torch.Tensor:
@@ -124,7 +128,9 @@ class DeepSEE(nn.Module):
         if style.ndim == 2: style = style[None]
         want = (self.cfg.n_labels, self.cfg.encoder.style_dim)
         if style.ndim != 3 or tuple(style.shape[1:]) != want:
-            raise DeepSEEError(f"{name}: style matrix has shape {tuple(style.shape)}, this model takes (B,{want[0]},{want[1]})")
+            raise DeepSEEError(
+                f"{name}: style matrix has shape {tuple(style.shape)}, this model takes (B,{want[0]},{want[1]})"
+            )
         return style.to(self.device, torch.float32)
 
     def upscale(self, lr, mask=None, style=None, guide=None, guide_mask=None, noise: bool = False, generator=None):
@@ -177,7 +183,9 @@ def load_state_checked(model: nn.Module, sd: dict, where: str) -> None:
     if unexpected: raise DeepSEEError(f"{where}: unexpected key {unexpected[0]} ({len(unexpected)} unexpected in all)")
     for k, v in sd.items():
         if tuple(v.shape) != tuple(own[k].shape):
-            raise DeepSEEError(f"{where}: {k} has shape {tuple(v.shape)} in the file, the model expects {tuple(own[k].shape)}")
+            raise DeepSEEError(
+                f"{where}: {k} has shape {tuple(v.shape)} in the file, the model expects {tuple(own[k].shape)}"
+            )
     model.load_state_dict(sd)
 
 def param_counts(cfg: DeepSEEConfig) -> dict:

@@ -265,7 +265,8 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
         outer = lambda du, dv: _ellipse(du, dv + b * 0.05, a * (1.12 + hv), b * (1.08 + hv)) & (dv < b * 0.55)
     elif style == 'bob':
         outer = lambda du, dv: (
-            (_ellipse(du, dv + b * 0.05, a * (1.15 + hv), b * (1.1 + hv)) | (np.abs(du) < a * (1.1 + hv))) & (dv < b * 0.35)
+            (_ellipse(du, dv + b * 0.05, a * (1.15 + hv), b * (1.1 + hv)) | (np.abs(du) < a * (1.1 + hv)))
+            & (dv < b * 0.35)
         )
     elif style == 'long':
         outer = lambda du, dv: (
@@ -279,7 +280,10 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
         def outer(du, dv):
             th = np.arctan2(dv + b * 0.15, du)
             return _ellipse(
-                du, dv + b * 0.15, a * (1.3 + hv) * (1 + 0.05 * np.sin(11 * th)), b * (1.15 + hv) * (1 + 0.05 * np.sin(11 * th))
+                du,
+                dv + b * 0.15,
+                a * (1.3 + hv) * (1 + 0.05 * np.sin(11 * th)),
+                b * (1.15 + hv) * (1 + 0.05 * np.sin(11 * th)),
             ) & (dv < b * 0.45)
     else:  # bun
         outer = lambda du, dv: (
@@ -318,7 +322,11 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
         bridge_w = ex - lw * 0.95
         if bridge_w > 0:
             cv.paint(
-                3, lambda du, dv: (np.abs(du) < bridge_w + ft) & (np.abs(dv + lh * 0.35) < ft * 0.6), yaw * 1.1, eyv, bridge_w + ft
+                3,
+                lambda du, dv: (np.abs(du) < bridge_w + ft) & (np.abs(dv + lh * 0.35) < ft * 0.6),
+                yaw * 1.1,
+                eyv,
+                bridge_w + ft,
             )
         hwe = float(half_width(eyv))
         for side in (1, -1):
@@ -412,7 +420,8 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
 
 # %% ../nbs/03a_procedural.ipynb #50c42262
 def _smooth_noise(grid: np.ndarray, size: int) -> np.ndarray:
-    "Smooth random field (C, size, size) from a (C, g, g) grid of values (separable cosine interpolation; no BLAS threads)."
+    """Smooth random field (C, size, size) from a (C, g, g) grid of values (separable cosine interpolation; no BLAS
+    threads)."""
     g = grid.shape[-1]
     t = ((np.arange(size, dtype=np.float32) + 0.5) / size) * (g - 1)
     i = np.minimum(t.astype(int), g - 2)
@@ -465,7 +474,9 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
                     c[:, dot] = c[:, dot] * 0.45 + col(p['freckle_colour']) * 0.55
                 if p['stubble']:
                     beard = np.clip((v - b * 0.2) / (b * 0.15), 0, 1) * p['stubble']
-                    c = c * (1 - beard) + beard * (hair * 0.6 + c * 0.4) * (0.9 + 0.2 * rng.random(len(idx), np.float32))
+                    c = c * (1 - beard) + beard * (hair * 0.6 + c * 0.4) * (
+                        0.9 + 0.2 * rng.random(len(idx), np.float32)
+                    )
             elif k == 2:
                 nu, nv, wb = g['nose']
                 c = c * (1 - 0.12 * np.clip((u - nu) * (1 if p['light'][0] >= 0 else -1) / wb, -1, 1))
@@ -533,7 +544,12 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
             c[:, teeth] = col([0.92, 0.9, 0.82]) * (0.85 + 0.15 * np.cos(t[teeth] * 40))
         elif k in (11, 12):   # lips: a highlight on the lower lip
             mu, mv, mw, ou, ol, smile = g['mouth']
-            c = lips * (0.88 if k == 11 else 1.0) * (1 + 0.05 * n3) * (1 - 0.15 * p['lip_lines'] * (np.sin(u * 220) > 0.5))
+            c = (
+                lips
+                * (0.88 if k == 11 else 1.0)
+                * (1 + 0.05 * n3)
+                * (1 - 0.15 * p['lip_lines'] * (np.sin(u * 220) > 0.5))
+            )
             if k == 12: c = c * (1 + p['lip_gloss'] * np.exp(-(((u - mu) / (mw * 0.4)) ** 2)))
         elif k == 14:   # hat: knit stripes or plain, darker brim
             c = col(p['hat_colour'][0]) * (1 + 0.08 * n3)
@@ -560,7 +576,9 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
     return np.clip(img, 0, 1).transpose(1, 2, 0)
 
 # %% ../nbs/03a_procedural.ipynb #410f07a8
-def procedural_face(size: int, seed: int, identity: int | None = None, texture: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def procedural_face(
+    size: int, seed: int, identity: int | None = None, texture: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """A SYNTHETIC face-like image (size, size, 3) uint8 and its exact 19-class label map (size, size) uint8.
     Deterministic in (`seed`, `identity`); `identity` (default: `seed`) fixes base colours and shapes.
     `texture=False` gives flat colours (the image is then a lookup of the labels)."""

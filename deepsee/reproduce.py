@@ -64,7 +64,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 
 def profile_parameters(profile: str, notebook: str, data: str | None = None, device: str | None = None,
                        out_dir=None, runs_dir=None, data_hq: str | None = None, **overrides) -> dict[str, Any]:
-    "The papermill parameters of `notebook` under `profile`, with the command line's data / device / folders / overrides."
+    """The papermill parameters of `notebook` under `profile`, with the command line's data / device / folders /
+    overrides."""
     if profile not in PROFILES: raise DeepSEEError(f"--profile {profile}: one of {', '.join(PROFILES)}")
     if notebook not in NOTEBOOKS: raise DeepSEEError(f"{notebook}: not an experiment notebook ({', '.join(NOTEBOOKS)})")
     p = {**copy.deepcopy(PROFILES[profile]['common']), **copy.deepcopy(PROFILES[profile][notebook])}
@@ -123,7 +124,9 @@ def run_notebook(nb_path, out_path, parameters: dict, progress: bool = True, log
             report_mode=False,
         )
     except pm.PapermillExecutionError as e:
-        raise DeepSEEError(f"{nb_path.name}: cell {e.exec_count} failed ({e.ename}: {e.evalue}); see {out_path}") from None
+        raise DeepSEEError(
+            f"{nb_path.name}: cell {e.exec_count} failed ({e.ename}: {e.evalue}); see {out_path}"
+        ) from None
     return dict(seconds=round(time.time() - t, 1), parameters=params, ignored=ignored)
 
 # %% ../nbs/13_reproduce.ipynb #16ad946e
@@ -191,6 +194,8 @@ def main_reproduce(argv: list[str]) -> int:
                                progress=not a.no_progress, log_output=a.log_output)
         tqdm.write(f"{n}: {done[n]['seconds']:.0f} s")
         rec = _record(a, plan, done, t0, load0)
-        atomic_write(out / f'reproduce_{a.profile}.json', lambda t: Path(t).write_text(json.dumps(rec, indent=1) + '\n'))
+        atomic_write(
+            out / f'reproduce_{a.profile}.json', lambda t: Path(t).write_text(json.dumps(rec, indent=1) + '\n')
+        )
     print(f"reproduce {a.profile}: {len(done)} notebooks in {time.time() - t0:.0f} s; outputs in {out}/")
     return 0

@@ -68,7 +68,9 @@ def load_research_state(path) -> dict:
         if 'weights_only' in str(e) or 'Unsupported global' in str(e) or 'Unpickl' in type(e).__name__:
             raise DeepSEEError(f"{path}: refused: the file holds Python objects other than tensors "
                                f"(unsafe to unpickle; weights_only load failed: {msg[:120]})") from None
-        raise DeepSEEError(f"{path}: cannot read the checkpoint (truncated or not a PyTorch file: {msg[:120]})") from None
+        raise DeepSEEError(
+            f"{path}: cannot read the checkpoint (truncated or not a PyTorch file: {msg[:120]})"
+        ) from None
     sd = obj.get('model', obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items()):
         raise DeepSEEError(f"{path}: not a state dict of tensors (expected {{'model': state_dict}} or a state dict)")
@@ -157,14 +159,18 @@ def research_config(G: dict, E: dict | None, opt: dict, name: str, where: dict) 
     crop = _opt_int(opt, 'crop_size', where['opt']) or (int(m.group(3)) if m and m.group(3) else None)
     lr_size = _opt_int(opt, 'start_size', where['opt']) or (crop // factor if crop else 16)
     if m and int(m.group(1)) != factor:
-        raise DeepSEEError(f"{wg}: the folder name {name!r} says {m.group(1)}x, the generator has {n_up} doublings ({factor}x)")
+        raise DeepSEEError(
+            f"{wg}: the folder name {name!r} says {m.group(1)}x, the generator has {n_up} doublings ({factor}x)"
+        )
     if crop and crop != lr_size * factor:
         raise DeepSEEError(f"{where['opt'] or name}: crop_size {crop} != start_size {lr_size} x {factor}")
     cap = _opt_int(opt, 'max_fm_size', where['opt']) or 256
     # the style encoder decides the variant: combined (mini + full) = independent, full only = guided
     enc = research_encoder_config(E, where['E']) if E is not None else None
     if enc is None and 'sean' in per_block:
-        raise DeepSEEError(f"{where['folder']}: the generator takes a style, but there is no <epoch>_net_E.pth beside it")
+        raise DeepSEEError(
+            f"{where['folder']}: the generator takes a style, but there is no <epoch>_net_E.pth beside it"
+        )
     variant, enc_cfg = enc if enc is not None else ('semantics_only', EncoderConfig())
     if enc is not None and enc_cfg.style_dim != style_dim:
         raise DeepSEEError(f"{where['E']}: style width {enc_cfg.style_dim} != the generator's {style_dim}")
@@ -237,7 +243,7 @@ def _norm_keys(take: _Taker, src: str, dst: str, nb, kind: str) -> dict:
     for what in ('weight', 'bias'):
         style = _stack(take, src, 'mlp_style_gamma', 'mlp_style_beta', what) if kind != 'spade' else None
         sem = _stack(take, src, 'mlp_gamma', 'mlp_beta', what) if kind != 'pure' else None
-        if nb.hidden_size and kind == 'sean':         # above max_fm_size both convs read SPADE's hidden layer: blend them
+        if nb.hidden_size and kind == 'sean':  # above max_fm_size both convs read SPADE's hidden layer: blend them
             if style.shape != sem.shape:
                 raise DeepSEEError(f"{where}: {src}: style width != SPADE hidden width above max_fm_size")
             a = torch.cat([torch.sigmoid(take(f'{src}.alpha_gamma')).expand(nb.channels),
@@ -299,7 +305,8 @@ def research_discriminator_config(D: dict, where) -> DiscriminatorConfig:
     return DiscriminatorConfig(ndf=w[0], n_layers=len(layers) - 1, n_scales=len(scales), first_layer='plain')
 
 def convert_discriminator(D: dict, cfg: DeepSEEConfig, where) -> dict:
-    "Our `Discriminator` state dict; the research input is (mask, image), ours (image, mask): the first conv is permuted."
+    """Our `Discriminator` state dict; the research input is (mask, image), ours (image, mask): the first conv is
+    permuted."""
     take, out, n = _Taker(D, where), {}, cfg.discriminator.n_layers
     for s in range(cfg.discriminator.n_scales):
         src, dst = f'discriminator_{s}.model', f'nets.{s}.layers'
@@ -440,14 +447,18 @@ def main_convert(argv: list[str]) -> int:
     p.add_argument('checkpoint', help='the research checkpoint folder, e.g. checkpoints/8x_independent_128x128')
     p.add_argument('-o', '--output', required=True, help='the bundle folder to write (config.json + model.safetensors)')
     p.add_argument('--epoch', default=None, help="which <epoch>_net_*.pth (default: 'latest', else the highest number)")
-    p.add_argument('--seg', default=None, help='a `deepsee train-seg` segmenter bundle to include (masks for new faces)')
+    p.add_argument(
+        '--seg', default=None, help='a `deepsee train-seg` segmenter bundle to include (masks for new faces)'
+    )
     p.add_argument('--overwrite', action='store_true', help='replace an existing non-empty output folder')
     a = p.parse_args(argv)
     out = convert(a.checkpoint, a.output, a.epoch, a.seg, a.overwrite)
     from deepsee.model import param_counts
     c = DeepSEE.load(out).cfg
     n = sum(
-        v for k, v in param_counts(c).items() if k in ('style_encoder_lr', 'style_encoder_hr', 'style_shared', 'generator')
+        v
+        for k, v in param_counts(c).items()
+        if k in ('style_encoder_lr', 'style_encoder_hr', 'style_shared', 'generator')
     )
     d = ' + discriminator' if (out / 'discriminator.safetensors').exists() else ''
     print(f"{a.checkpoint} -> {out}: {c.variant} {c.factor}x ({c.lr_size} -> {c.hr_size} px), {n:,} parameters{d}")

@@ -98,7 +98,8 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
                     seed: int = 0, save_every: int = 500, log_every: int = 10, weights: str = 'enet',
                     max_weight: float | None = None, weight_images: int | None = 1000, eval_images: int = 0,
                     cache: bool = False, progress: bool = True) -> dict:
-    "Train a `Segmenter` on `data` (a `deepsee.data` spec) into `run_dir`; returns a summary (steps, loss, paths, scores)."
+    """Train a `Segmenter` on `data` (a `deepsee.data` spec) into `run_dir`; returns a summary (steps, loss, paths,
+    scores)."""
     from tqdm.auto import tqdm
     run_dir = Path(run_dir)
     info = init_distributed(device)
@@ -255,5 +256,7 @@ def main_train_seg(argv: list[str]) -> int:
         )
         if 'test' in out:
             t = out['test']
-            print(f"held-out ({t['n_images']} images): acc {t['acc']:.4f}  mIoU {t['miou']:.4f}  fwIoU {t['fwiou']:.4f}")
+            print(
+                f"held-out ({t['n_images']} images): acc {t['acc']:.4f}  mIoU {t['miou']:.4f}  fwIoU {t['fwiou']:.4f}"
+            )
     return 0

@@ -56,10 +56,14 @@ class DRN(nn.Module):
     def __init__(self, widths: tuple[int, ...], blocks: tuple[int, ...] = DRN_D22_BLOCKS):
         super().__init__()
         if len(widths) != 8 or len(blocks) != 8 or min(blocks) < 1:
-            raise DeepSEEError(f"segmenter.widths/blocks: DRN-D needs 8 levels, got widths={tuple(widths)}, blocks={tuple(blocks)}")
+            raise DeepSEEError(
+                f"segmenter.widths/blocks: DRN-D needs 8 levels, got widths={tuple(widths)}, blocks={tuple(blocks)}"
+            )
         w, b = widths, blocks
         self.level1 = nn.Sequential(conv_bn_relu(3, w[0], 7), *[conv_bn_relu(w[0], w[0]) for _ in range(b[0])])
-        self.level2 = nn.Sequential(conv_bn_relu(w[0], w[1], stride=2), *[conv_bn_relu(w[1], w[1]) for _ in range(b[1] - 1)])
+        self.level2 = nn.Sequential(
+            conv_bn_relu(w[0], w[1], stride=2), *[conv_bn_relu(w[1], w[1]) for _ in range(b[1] - 1)]
+        )
         self.level3 = residual_level(w[1], w[2], b[2], stride=2)
         self.level4 = residual_level(w[2], w[3], b[3], stride=2)
         self.level5 = residual_level(w[3], w[4], b[4], dilation=2)
@@ -78,7 +82,9 @@ class ASPP(nn.Module):
     "Atrous spatial pyramid pooling: 1x1 conv, 3x3 convs at `rates`, image pooling; concatenated and projected."
     def __init__(self, cin: int, cout: int, rates: tuple[int, ...], dropout: float = 0.1):
         super().__init__()
-        self.branches = nn.ModuleList([conv_bn_relu(cin, cout, 1)] + [conv_bn_relu(cin, cout, 3, dilation=r) for r in rates])
+        self.branches = nn.ModuleList(
+            [conv_bn_relu(cin, cout, 1)] + [conv_bn_relu(cin, cout, 3, dilation=r) for r in rates]
+        )
         self.image_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1), nn.ReLU(inplace=True))
         self.project = nn.Sequential(conv_bn_relu(cout * (len(rates) + 2), cout, 1), nn.Dropout(dropout))
 
@@ -163,7 +169,8 @@ def load_segmenter(dir, device='cpu') -> Segmenter:
 
 # %% ../nbs/01_segmentation.ipynb #83f4e542
 def segmenter_masks(seg_dir, size: int):
-    "img (size,size,3) uint8 -> its (size,size) uint8 mask: the image downscaled by the segmenter's factor, then predicted."
+    """img (size,size,3) uint8 -> its (size,size) uint8 mask: the image downscaled by the segmenter's factor, then
+    predicted."""
     from deepsee.core import downsample
     seg = load_segmenter(seg_dir)
     if seg.cfg.hr_size != size:
@@ -178,7 +185,9 @@ def confusion_matrix(pred, target, n: int = N_LABELS) -> np.ndarray:
     "(n,n) int64 confusion matrix, rows = ground truth, columns = prediction; ignores targets outside 0..n-1."
     pred, target = torch.as_tensor(pred), torch.as_tensor(target)
     if pred.shape != target.shape:
-        raise DeepSEEError(f"confusion_matrix: prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+        raise DeepSEEError(
+            f"confusion_matrix: prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape"
+        )
     if pred.is_floating_point() or target.is_floating_point():
         raise DeepSEEError("confusion_matrix: label maps must be integer (take argmax of logits first)")
     pred, target = pred.reshape(-1).long(), target.reshape(-1).long().to(pred.device)
@@ -189,7 +198,8 @@ def confusion_matrix(pred, target, n: int = N_LABELS) -> np.ndarray:
     return torch.bincount(target * n + pred, minlength=n * n).reshape(n, n).cpu().numpy()
 
 def segmentation_scores(cm) -> dict:
-    "Acc, mIoU (nanmean over classes with a non-empty union), fwIoU and per-class IoU (None if undefined) of a confusion matrix."
+    """Acc, mIoU (nanmean over classes with a non-empty union), fwIoU and per-class IoU (None if undefined) of a
+    confusion matrix."""
     cm = np.asarray(cm, dtype=np.float64)
     total, tp = cm.sum(), np.diag(cm)
     gt, pr = cm.sum(1), cm.sum(0)
@@ -205,7 +215,8 @@ def segmentation_scores(cm) -> dict:
 
 # %% ../nbs/01_segmentation.ipynb #dabdfc3d
 def class_weights(label_counts, method: str = 'enet', max_weight: float | None = None) -> torch.Tensor:
-    "Per-class cross-entropy weights (float32) from pixel counts per class: 'enet' (1/ln(1.02+p)), 'balanced' (sklearn) or 'median'."
+    """Per-class cross-entropy weights (float32) from pixel counts per class: 'enet' (1/ln(1.02+p)), 'balanced'
+    (sklearn) or 'median'."""
     n = torch.as_tensor(np.asarray(label_counts), dtype=torch.float64)
     if n.ndim != 1 or (n < 0).any() or n.sum() <= 0:
         raise DeepSEEError("class_weights: label_counts must be non-negative pixel counts per class, not all zero")

@@ -72,7 +72,9 @@ class SRNet(nn.Module):
         if self.style_encoder is not None and style_image is not None:
             S = self.style_encoder(style_image, style_labels, source)
             if delta > 0:
-                u = torch.rand(S.shape, generator=style_gen, device=style_gen.device if style_gen is not None else S.device)
+                u = torch.rand(
+                    S.shape, generator=style_gen, device=style_gen.device if style_gen is not None else S.device
+                )
                 noise = (2 * u.to(S.device, S.dtype) - 1) * delta
                 scale = self.style_encoder.noise_scale()            # the research code's learned per-region scale
                 S = (S + (noise if scale is None else noise * scale[:, None].to(S.dtype))).clamp(-1, 1)
@@ -95,7 +97,9 @@ def recolour_regions(hr: torch.Tensor, labels: torch.Tensor, generator: torch.Ge
     gains g = exp(U(-1, 0.4)) and offsets o = U(-0.05, 0.3), so textures stay and colours change."""
     out, (H, W) = hr.clone(), hr.shape[-2:]
     for b in range(hr.shape[0]):
-        present = torch.nonzero(torch.bincount(labels[b].flatten().long().cpu(), minlength=N_LABELS) > 0.005 * H * W)[:, 0]
+        present = torch.nonzero(torch.bincount(labels[b].flatten().long().cpu(), minlength=N_LABELS) > 0.005 * H * W)[
+            :, 0
+        ]
         k = int(present[torch.randint(len(present), (), generator=generator)])
         g = torch.exp(torch.empty(3).uniform_(-1.0, 0.4, generator=generator)).to(hr)
         o = torch.empty(3).uniform_(-0.05, 0.3, generator=generator).to(hr)
@@ -170,7 +174,11 @@ def make_optimizers(model, D: nn.Module, t) -> tuple[torch.optim.Optimizer, torc
         if hasattr(enc, 'noise_weights'): hr.append(enc.noise_weights)   # the research code: with the HR side's rate
         groups += [
             {'params': hr, 'lr': t.lr_enc_hr, 'name': 'encoder_hr'},
-            {'params': list(enc.lr.parameters()) if enc.lr is not None else [], 'lr': t.lr_enc_lr, 'name': 'encoder_lr'},
+            {
+                'params': list(enc.lr.parameters()) if enc.lr is not None else [],
+                'lr': t.lr_enc_lr,
+                'name': 'encoder_lr',
+            },
         ]
     opt_g = torch.optim.Adam(groups, betas=betas)
     opt_d = torch.optim.Adam([{'params': list(D.parameters()), 'lr': t.lr_d, 'name': 'discriminator'}], betas=betas)
@@ -312,7 +320,9 @@ class Trainer:
             )
         cj = self.run_dir / 'config.json'
         if resume and cj.exists():
-            diff = _first_diff(config_to_dict(cfg), config_to_dict(config_from_dict(json.loads(cj.read_text()), str(cj))))   # defaults for newer keys
+            diff = _first_diff(
+                config_to_dict(cfg), config_to_dict(config_from_dict(json.loads(cj.read_text()), str(cj)))
+            )  # defaults for newer keys
             if diff: raise DeepSEEError(f"{cj}: the run was started with another configuration ({diff})")
         self.dist = init_distributed(o.device)
         self.device, self.is_main = self.dist.device, self.dist.is_main
@@ -336,7 +346,9 @@ class Trainer:
         "The training set, its resumable sampler, and the fixed validation batch (rank 0)."
         from deepsee.data import make_dataset
         cfg, o = self.cfg, self.opts
-        self.train_ds = make_dataset(self.data, cfg.hr_size, cfg.factor, 'train', guided=cfg.guided, flip=True, seed=self.seed)
+        self.train_ds = make_dataset(
+            self.data, cfg.hr_size, cfg.factor, 'train', guided=cfg.guided, flip=True, seed=self.seed
+        )
         self.sampler = ResumableSampler(self.train_ds, self.dist.world_size, self.dist.rank, seed=self.seed)
         self.bs = cfg.train.batch_size
         self.steps_per_epoch = self.sampler.num_samples // self.bs
@@ -360,7 +372,9 @@ class Trainer:
         from deepsee.losses import VGG19Features
         from deepsee.model import DeepSEE
         cfg, o, t = self.cfg, self.opts, self.cfg.train
-        start = DeepSEE.load(o.init) if o.init is not None else None  # fine-tuning: a bundle's weights (`deepsee convert`)
+        start = (
+            DeepSEE.load(o.init) if o.init is not None else None
+        )  # fine-tuning: a bundle's weights (`deepsee convert`)
         if start is not None and _first_diff(network_config(start.cfg), network_config(cfg)):
             raise DeepSEEError(f"{o.init}: the bundle's networks differ from the configuration "
                                f"({_first_diff(network_config(start.cfg), network_config(cfg))})")
@@ -528,7 +542,9 @@ class Trainer:
         self.logger.log(step=self.step, **{f'val/{k}': v for k, v in m.items()})
         self.tb.scalars(m, self.step, 'val/'); self.tb.image('val/lr_bicubic_sr_gt_mask', grid, self.step)
         from PIL import Image
-        Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(self.run_dir / 'samples.png')
+        Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
+            self.run_dir / 'samples.png'
+        )
         return m
 
     def fit(self) -> Path | None:
@@ -605,7 +621,8 @@ def _write_json(path: Path, obj) -> None:
     atomic_write(path, lambda t: Path(t).write_text(json.dumps(obj, indent=2)))
 
 def train(cfg: DeepSEEConfig, data: str, run_dir, resume: bool = False, **options) -> Path:
-    "Train DeepSEE on `data` ('synthetic:N' or a prepared folder) into `run_dir`; returns the bundle folder `run_dir/model`."
+    """Train DeepSEE on `data` ('synthetic:N' or a prepared folder) into `run_dir`; returns the bundle folder
+    `run_dir/model`."""
     tr = Trainer(cfg, data, run_dir, resume=resume, **options)
     try: tr.fit()
     finally: tr.close()
@@ -613,7 +630,8 @@ def train(cfg: DeepSEEConfig, data: str, run_dir, resume: bool = False, **option
 
 # %% ../nbs/04_training.ipynb #6341ba52
 def _train_parser():
-    "`deepsee train`'s parser: the run's own arguments, then one flag per `TrainOptions` field (default None: not given)."
+    """`deepsee train`'s parser: the run's own arguments, then one flag per `TrainOptions` field (default None: not
+    given)."""
     import argparse, typing
     from deepsee.core import PRESETS, VARIANTS
     p = argparse.ArgumentParser(prog='deepsee train', description="Train DeepSEE (generator + style encoder + "
@@ -636,7 +654,11 @@ def _train_parser():
             )
         elif kind is bool:
             p.add_argument(
-                m.get('flag', f"--{f.name.replace('_', '-')}"), dest=f.name, action='store_true', default=None, help=m['help']
+                m.get('flag', f"--{f.name.replace('_', '-')}"),
+                dest=f.name,
+                action='store_true',
+                default=None,
+                help=m['help'],
             )
         else:
             typ = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
@@ -651,7 +673,8 @@ def _train_parser():
     return p
 
 def _options(a, run: dict) -> dict:
-    "The `TrainOptions` of a parsed command line: given flags, else (for --resume) what the run recorded, else defaults."
+    """The `TrainOptions` of a parsed command line: given flags, else (for --resume) what the run recorded, else
+    defaults."""
     given = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainOptions) if getattr(a, f.name) is not None}
     kept = {f.name: run[f.name] for f in dataclasses.fields(TrainOptions) if f.metadata.get('resume') and f.name in run}
     if 'vgg_path' in given and 'no_vgg' not in given: kept.pop('no_vgg', None)   # a VGG file given now: use it
@@ -677,7 +700,9 @@ def main_train(argv: list[str]) -> int:
         if a.variant and a.variant != cfg.variant:
             raise DeepSEEError(f"--variant {a.variant}: the run in {run_dir} trains {cfg.variant!r}")
     else:
-        raise DeepSEEError("--preset: required (unless --resume continues an existing run, or --init starts from a bundle)")
+        raise DeepSEEError(
+            "--preset: required (unless --resume continues an existing run, or --init starts from a bundle)"
+        )
     data = a.data or run.get('data')
     if not data: raise DeepSEEError("--data: required ('synthetic:N' or a prepared dataset folder)")
     out = train(cfg, data, run_dir, resume=a.resume, **opts)

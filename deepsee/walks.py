@@ -37,12 +37,15 @@ def is_trained(model: DeepSEE) -> bool:
 
 @torch.no_grad()
 def initial_mask(model: DeepSEE, lr: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    "The mask to start from (1,H,W): a trained segmenter's, else the given labels, else any segmenter's, else example 0's."
+    """The mask to start from (1,H,W): a trained segmenter's, else the given labels, else any segmenter's, else example
+    0's."""
     seg = model.segmenter is not None
     if seg and (is_trained(model) or labels is None): return model.predict_mask(lr.to(model.device)).long().cpu()[:1]
     if labels is not None: return labels.long().cpu()[:1]
     warnings.warn(
-        "this model has no segmenter: starting from a template face mask (paint it to fit)", DeepSEEWarning, stacklevel=2
+        "this model has no segmenter: starting from a template face mask (paint it to fit)",
+        DeepSEEWarning,
+        stacklevel=2,
     )
     return example_face(model, 0)[2]
 
@@ -79,7 +82,9 @@ def style_walk_figure(model: DeepSEE, faces: Sequence[int], delta: float = 0.15,
         hr, lr, lab = example_face(model, k)
         mask = initial_mask(model, lr, lab)
         style = encode_style(model, lr, mask)
-        tiles += [hr[0], _enlarge(lr, model.cfg.hr_size)] + list(walk_strip(model, lr, mask, style, None, delta, n).cpu())
+        tiles += [hr[0], _enlarge(lr, model.cfg.hr_size)] + list(
+            walk_strip(model, lr, mask, style, None, delta, n).cpu()
+        )
     return grid(tiles, ncol=n + 2, size=size)
 
 @torch.no_grad()

@@ -23,7 +23,8 @@ __all__ = ['EXPLORER_SOURCE', 'LatestOnly', 'Explorer', 'explorer_notebook', 'vo
 
 # %% ../nbs/09b_explorer.ipynb #21dc6297
 class LatestOnly:
-    "Call `fn` once for a burst of requests: after `delay` s on the running event loop (at once without one or with delay None)."
+    """Call `fn` once for a burst of requests: after `delay` s on the running event loop (at once without one or with
+    delay None)."""
     def __init__(self, fn: Callable[[], None], delay: float | None = 0.03):
         self.fn, self.delay, self._pending, self._handle, self.calls, self.deferred = fn, delay, False, None, 0, 0
 
@@ -58,7 +59,9 @@ def _model_from(spec, device='cpu') -> DeepSEE:
     if isinstance(spec, DeepSEE): return spec
     if spec in (None, '') and not (default_model_path() / 'model.safetensors').exists():
         warnings.warn(
-            f"no demo model at {default_model_path()}: a random tiny model (outputs are noise)", DeepSEEWarning, stacklevel=3
+            f"no demo model at {default_model_path()}: a random tiny model (outputs are noise)",
+            DeepSEEWarning,
+            stacklevel=3,
         )
         return random_model('tiny', device=device)
     with warnings.catch_warnings():
@@ -70,7 +73,8 @@ import ipywidgets as W
 from ipycanvas import Canvas
 
 class Explorer(W.VBox):
-    "Interactive DeepSEE explorer: paint the mask, steer per-region style, browse samples. `Explorer(model)` in any notebook."
+    """Interactive DeepSEE explorer: paint the mask, steer per-region style, browse samples. `Explorer(model)` in any
+    notebook."""
     TOOLS = ('paint', 'fill', 'erase', 'pick')
 
     def __init__(self, model=None, lr: torch.Tensor | None = None, mask=None, hr: torch.Tensor | None = None,
@@ -96,7 +100,9 @@ class Explorer(W.VBox):
         self.consistent = cls(W.Checkbox(value=False, description='LR-consistent', indent=False), 'consistent')
         self.image_path = cls(W.Text(value='explorer.png', layout=W.Layout(width='180px')), 'image-path')
         self.save_image_btn = cls(W.Button(description='save image', icon='save'), 'save-image')
-        self.session_path = cls(W.Text(value='explorer.session.safetensors', layout=W.Layout(width='240px')), 'session-path')
+        self.session_path = cls(
+            W.Text(value='explorer.session.safetensors', layout=W.Layout(width='240px')), 'session-path'
+        )
         self.save_session_btn = cls(W.Button(description='save session'), 'save-session')
         self.load_session_btn = cls(W.Button(description='load session'), 'load-session')
 
@@ -116,7 +122,11 @@ class Explorer(W.VBox):
         )
         self.brush = cls(
             W.IntSlider(
-                value=max(1, c.hr_size // 32), min=1, max=max(2, c.hr_size // 4), description='brush', layout=small('240px')
+                value=max(1, c.hr_size // 32),
+                min=1,
+                max=max(2, c.hr_size // 4),
+                description='brush',
+                layout=small('240px'),
             ),
             'brush',
         )
@@ -144,7 +154,13 @@ class Explorer(W.VBox):
         )
         self.walk = cls(
             W.FloatSlider(
-                value=0, min=-0.6, max=0.6, step=0.05, description='walk δ', continuous_update=False, readout_format='+.2f'
+                value=0,
+                min=-0.6,
+                max=0.6,
+                step=0.05,
+                description='walk δ',
+                continuous_update=False,
+                readout_format='+.2f',
             ),
             'walk',
         )
@@ -308,7 +324,11 @@ class Explorer(W.VBox):
         self._quiet = True
         try:
             self.walk.value, self.interp.value = st.offset, st.t
-            self.all_regions.value, self.symmetric.value, self.consistent.value = st.all_regions, st.symmetric, st.consistent
+            self.all_regions.value, self.symmetric.value, self.consistent.value = (
+                st.all_regions,
+                st.symmetric,
+                st.consistent,
+            )
         finally: self._quiet = False
         for k, b in enumerate(self.legend.values()):
             on = k == st.region
@@ -507,9 +527,13 @@ def main_explorer(argv: list[str]) -> int:
     try:
         if a.model and not Path(a.model).exists():
             if a.model not in PRESETS:
-                raise DeepSEEError(f"--model {a.model}: no such model bundle directory or preset (presets: {', '.join(PRESETS)})")
+                raise DeepSEEError(
+                    f"--model {a.model}: no such model bundle directory or preset (presets: {', '.join(PRESETS)})"
+                )
             if not a.random_weights:
-                raise DeepSEEError(f"preset {a.model} has no trained weights; use --random-weights to build an untrained network")
+                raise DeepSEEError(
+                    f"preset {a.model} has no trained weights; use --random-weights to build an untrained network"
+                )
         if a.model and Path(a.model).exists():                                   # fail here, not in the page
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore', DeepSEEWarning)
@@ -519,7 +543,9 @@ def main_explorer(argv: list[str]) -> int:
         import importlib.util
         for mod in ('voila', 'ipycanvas', 'ipywidgets'):
             if importlib.util.find_spec(mod) is None:
-                raise DeepSEEError(f"{mod} is not installed: pip install 'deepsee[notebooks]' (voila, ipycanvas, ipywidgets)")
+                raise DeepSEEError(
+                    f"{mod} is not installed: pip install 'deepsee[notebooks]' (voila, ipycanvas, ipywidgets)"
+                )
     except DeepSEEError as e:
         print(f"deepsee explorer: error: {e}", file=sys.stderr); return 2
     env = dict(os.environ, DEEPSEE_EXPLORER_DEVICE=a.device, DEEPSEE_EXPLORER_CWD=os.getcwd())

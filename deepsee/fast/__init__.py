@@ -42,9 +42,18 @@ def fast_forward(gen: Generator, lr, labels, style, noise: bool, generator, sema
     one_mask = lambda p: p is None or (isinstance(p[0], SemanticParts) and p[0].labels.shape[0] == 1)
     split = px if shared and (semantic is None or all(one_mask(p) for p in semantic)) else 0
     proc = gen.blocks[-1].norm_0.processor
-    if semantic is None and labels is not None and isinstance(proc, LookupModulation) and not (gen.grad_checkpointing and gen.training):
+    if (
+        semantic is None
+        and labels is not None
+        and isinstance(proc, LookupModulation)
+        and not (gen.grad_checkpointing and gen.training)
+    ):
         # at inference, blocks above the tile size work in row bands instead: they never hold a whole map
-        sizes = {gen.size(j) for j in range(len(gen.blocks)) if torch.is_grad_enabled() or gen.size(j) ** 2 <= proc.tile_pixels}
+        sizes = {
+            gen.size(j)
+            for j in range(len(gen.blocks))
+            if torch.is_grad_enabled() or gen.size(j) ** 2 <= proc.tile_pixels
+        }
         semantic = gen.semantic_cache(labels, sizes)
     with contextlib.ExitStack() as stack:
         if not torch.is_grad_enabled(): stack.enter_context(torch.nn.utils.parametrize.cached())  # spectral norm once
@@ -56,7 +65,7 @@ def _steps_from(gen: Generator, start: int, x, labels, style, noise, generator, 
     would leave the caches."""
     for j in range(start, len(gen.blocks)):
         n = max(1, split // gen.size(j) ** 2) if split else x.shape[0]
-        if x.shape[0] > n:                                  # split before upsampling: never the whole batch at this size
+        if x.shape[0] > n:  # split before upsampling: never the whole batch at this size
             return torch.cat([_steps_from(gen, j, x[i:i + n], _part(labels, i, n), _part(style, i, n), noise, generator,
                                           semantic, split) for i in range(0, x.shape[0], n)])
         x = gen.step(j, x, labels, style, noise, generator, semantic[j] if semantic is not None else None)

@@ -170,8 +170,13 @@ class FusedModulation(LookupModulation):
     def conv_add(self, conv: nn.Conv2d, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """conv(x) + skip; at channels-last CPU inference one oneDNN call adds `skip` while the output is in cache."""
         dt = x.dtype
-        if (_cpu_inference(x) and x.permute(0, 2, 3, 1).is_contiguous() and skip.dtype == dt and torch.backends.mkldnn.is_available()
-                and (not torch.is_autocast_enabled('cpu') or torch.get_autocast_dtype('cpu') == dt)):   # conv's dtype
+        if (
+            _cpu_inference(x)
+            and x.permute(0, 2, 3, 1).is_contiguous()
+            and skip.dtype == dt
+            and torch.backends.mkldnn.is_available()
+            and (not torch.is_autocast_enabled('cpu') or torch.get_autocast_dtype('cpu') == dt)
+        ):  # conv's dtype
             p, d, b = conv.padding, conv.dilation, conv.bias
             return torch.ops.mkldnn._convolution_pointwise(x, skip, conv.weight.to(dt), None if b is None else b.to(dt),
                                                             p, conv.stride, d, conv.groups, 'add', None, None, [], None)

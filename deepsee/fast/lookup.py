@@ -136,7 +136,9 @@ class LookupModulation(Modulation):
         "Everything the lookup computes from the mask alone; style-only edits reuse it (`window`: a `mask_window`)."
         if block.capped(labels.shape[-2]): return None
         labels = shared_mask(labels.long())
-        lin, b, lab9, neigh = window if window is not None else mask_window(labels, 2 if block.semantics else 1, block.n_labels)
+        lin, b, lab9, neigh = (
+            window if window is not None else mask_window(labels, 2 if block.semantics else 1, block.n_labels)
+        )
         memo = None if torch.is_grad_enabled() else {}
         if not block.semantics: return SemanticParts(labels, lin, b, lab9, memo=memo)
         m1, m2 = block.mlp_shared, block.mlp_gamma_beta
@@ -202,7 +204,9 @@ class LookupModulation(Modulation):
         else:
             if ('labels', B) not in memo:
                 labs = parts.labels.expand(B, -1, -1) + (torch.arange(B, device=dev) * n)[:, None, None]
-                lin = parts.lin if M == B else (parts.lin + (torch.arange(B, device=dev) * (H * W))[:, None]).reshape(-1)
+                lin = (
+                    parts.lin if M == B else (parts.lin + (torch.arange(B, device=dev) * (H * W))[:, None]).reshape(-1)
+                )
                 memo['labels', B] = (labs, lin)
             labs, lin = memo['labels', B]
             out = F.embedding(labs, inside.reshape(-1, C2))
@@ -222,7 +226,9 @@ class LookupModulation(Modulation):
         fold = eval_norm(block)                  # eval mode: the norm folds into the per-label rows, one pass over x
         x_hat = x if fold is not None else block.norm(x)
         inference = not torch.is_grad_enabled()
-        out = x_hat if inference and (fold is None or inplace) else None  # in place on a fresh x_hat, or on x if allowed
+        out = (
+            x_hat if inference and (fold is None or inplace) else None
+        )  # in place on a fresh x_hat, or on x if allowed
         if not inference or semantic is not None or H * W <= self.tile_pixels:
             parts = semantic if semantic is not None else self.semantic(block, labels)
             return self.modulate(block, x_hat, parts, style, B, fold, slope, out)
@@ -231,7 +237,9 @@ class LookupModulation(Modulation):
         for r0 in range(0, H, step):
             r1, a = min(H, r0 + step), max(0, r0 - 2)   # 2 rows of context make each band exact
             band = self.semantic(block, labels[:, a:min(H, r1 + 2)])
-            self.modulate(block, x_hat[:, :, r0:r1], band, style, B, fold, slope, out[:, :, r0:r1], slice(r0 - a, r1 - a))
+            self.modulate(
+                block, x_hat[:, :, r0:r1], band, style, B, fold, slope, out[:, :, r0:r1], slice(r0 - a, r1 - a)
+            )
         return out
 
     def _capped(self, block, x, labels, slope) -> torch.Tensor:
