@@ -92,19 +92,21 @@ def _split_d(outs, n: int):
     return [[f[:n] for f in scale] for scale in outs], [[f[n:] for f in scale] for scale in outs]
 
 # %% ../nbs/04_training.ipynb #987a97d9
-def recolour_regions(hr: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """`hr` (B,3,H,W) in [-1,1] with one random region (of >= 0.5% of the image) of each image recoloured: x * g + o in [0,1] with per-channel
-    gains g = exp(U(-1, 0.4)) and offsets o = U(-0.05, 0.3), so textures stay and colours change."""
+def recolour_regions(hr: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """`hr` (B,3,H,W) in [-1,1] with each region of each image (of >= 0.5% of the image) recoloured with probability
+    `p` (at least one per image): x * g + o in [0,1], per-channel gains g = exp(U(-1, 0.4)) and offsets
+    o = U(-0.05, 0.3) drawn per region, so that textures stay and colours change."""
     out, (H, W) = hr.clone(), hr.shape[-2:]
     for b in range(hr.shape[0]):
-        present = torch.nonzero(torch.bincount(labels[b].flatten().long().cpu(), minlength=N_LABELS) > 0.005 * H * W)[
-            :, 0
-        ]
-        k = int(present[torch.randint(len(present), (), generator=generator)])
-        g = torch.exp(torch.empty(3).uniform_(-1.0, 0.4, generator=generator)).to(hr)
-        o = torch.empty(3).uniform_(-0.05, 0.3, generator=generator).to(hr)
-        x = ((hr[b] + 1) / 2 * g.view(3, 1, 1) + o.view(3, 1, 1)).clamp(0, 1) * 2 - 1
-        out[b] = torch.where(labels[b] == k, x, hr[b])
+        area = torch.bincount(labels[b].flatten().long().cpu(), minlength=N_LABELS)
+        present = torch.nonzero(area > 0.005 * H * W)[:, 0]
+        pick = torch.rand(len(present), generator=generator) < p
+        pick[torch.randint(len(present), (), generator=generator)] = True
+        for k in present[pick].tolist():
+            g = torch.exp(torch.empty(3).uniform_(-1.0, 0.4, generator=generator)).to(hr)
+            o = torch.empty(3).uniform_(-0.05, 0.3, generator=generator).to(hr)
+            x = ((hr[b] + 1) / 2 * g.view(3, 1, 1) + o.view(3, 1, 1)).clamp(0, 1) * 2 - 1
+            out[b] = torch.where(labels[b] == k, x, out[b])
     return out
 
 def generator_step(srnet, D, vgg, batch: dict, cfg, style_gen=None, noise_gen=None, coin=None, autocast=None):
