@@ -223,7 +223,7 @@ class TrainConfig:
                                     # independent model: 0.5
     hr_style_prob: float = 0.5      # independent: share of iterations that encode the style from the HR image
     style_recolour: float = 0.0  # not in the paper (0): share of HR-style iterations whose target and style image get
-                                    # one region recoloured (the LR input not), so the style steers colour (demo preset)
+                                    # regions recoloured (the LR input not), so the style steers colour (demo preset)
     init_gain: float = 0.02         # xavier init gain
     ema_decay: float = 0.0          # generator EMA (0 = off)
     seg_epochs: int = 150           # segmentation: SGD momentum 0.9, wd 5e-4, lr 1e-3, poly 0.9

@@ -111,13 +111,13 @@ def recolour_regions(hr: torch.Tensor, labels: torch.Tensor, generator: torch.Ge
 
 def generator_step(srnet, D, vgg, batch: dict, cfg, style_gen=None, noise_gen=None, coin=None, autocast=None):
     """Losses of one generator step (not yet backpropagated), the generated image, and the batch it was trained on
-    (its 'hr' recoloured in one region when `train.style_recolour` says so: the discriminator step sees the same)."""
+    (its 'hr' recoloured in some regions when `train.style_recolour` says so: the discriminator step sees the same)."""
     ac = autocast or _no_autocast()
     t = cfg.train
     src = style_input(cfg, batch, coin)
     recolour = (src is not None and src[2] == 'hr' and not cfg.guided and t.style_recolour > 0
                 and torch.rand((), generator=coin).item() < t.style_recolour)
-    if recolour:   # the target and the style image disagree with the LR input in one region: follow the style there
+    if recolour:   # target and style image disagree with the LR input in some regions: follow the style there
         batch = dict(batch, hr=recolour_regions(batch['hr'], batch['labels'], coin))
         src = (batch['hr'], src[1], 'hr')
     kw = dict(style_image=src[0], style_labels=src[1], source=src[2]) if src else {}
