@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from .core import *
 from .model import DeepSEE
+from .imageio import to_uint8
 from .explore import default_model_path, load_image, load_model, random_model
 from .walks import is_trained
 from .explorer_state import ExplorerState

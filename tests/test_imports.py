@@ -64,3 +64,35 @@ def test_layers():
         assert not bad, f'network module {m} imports {sorted(bad)}'
     assert not g['core'], f"core imports {sorted(g['core'])}"
     assert 'training' not in g['data'] and 'explore' not in g['training'] and 'widgets' not in g['explore']
+
+
+def unresolved_names(module) -> set[str]:
+    """Names `module` reads that nothing defines: not its globals after import (star imports included), not bound
+    anywhere in its source (a local, an argument, an import inside a function), not a builtin. Notebook kernels hide
+    these (an earlier cell defined the name); only the exported module shows them."""
+    import builtins
+    tree = ast.parse(Path(module.__file__).read_text())
+    loaded, bound = set(), set(dir(builtins)) | set(vars(module))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name): (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.arg): bound.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): bound.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split('.')[0] for a in node.names}
+        elif isinstance(node, ast.ExceptHandler) and node.name: bound.add(node.name)
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name: bound.add(node.name)
+    return loaded - bound
+
+
+def test_every_name_resolves():
+    "Every exported module defines or imports each name it reads (the explorer once lost `to_uint8` this way)."
+    import importlib, types
+    bad = {}
+    for p in sorted(PKG.rglob('*.py')):
+        if p.name == '_modidx.py': continue
+        mod = importlib.import_module('deepsee' + ('.' + module_name(p) if module_name(p) else ''))
+        if names := unresolved_names(mod): bad[module_name(p)] = sorted(names)
+    assert not bad, f"names read but defined nowhere: {bad}"
+    fake = types.ModuleType('m')              # walks' source without its star import of core: the check sees the gap
+    fake.__file__ = str(PKG / 'walks.py')
+    assert {'DeepSEEError', 'downsample'} <= unresolved_names(fake) and 'save_small' not in unresolved_names(fake)
