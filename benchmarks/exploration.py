@@ -15,7 +15,7 @@ Targets (issue 18): diversity >= 6, region change >= 10 with >= 80% inside, hair
 consistency no worse than the demo model they replace (21.33 dB, RMS 10.04).
 """
 from __future__ import annotations
-import argparse, json, math, sys, time
+import argparse, json, math, time
 from pathlib import Path
 import numpy as np
 import torch

@@ -53,7 +53,6 @@ def bench(name: str, device: torch.device, reps: int, n_samples: int, batch_size
     style = encode_style(model, lr, mask)
     styles = iter(sample(style, 1000, 0.2, 0))
     sem = semantic_cache(model, mask)
-    closed = close_mouth(mask)
     r = dict(preset=name, device=str(device), threads=torch.get_num_threads(), bf16=bf16,
              params_generator=sum(p.numel() for p in model.generator.parameters()), hr_size=c.hr_size)
     # a style edit: one new style matrix, the semantic branch cached for the unchanged mask

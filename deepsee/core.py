@@ -8,7 +8,6 @@ Docs: https://deepsee.github.io/deepsee/core.html.md"""
 from __future__ import annotations
 import dataclasses, json
 from dataclasses import dataclass, field, asdict, replace
-from typing import Any
 import numpy as np
 
 # %% auto #0

@@ -6,7 +6,7 @@ Docs: https://deepsee.github.io/deepsee/evaluation.html.md"""
 
 # %% ../nbs/05b_evaluation.ipynb #08c72072
 from __future__ import annotations
-import argparse, dataclasses, json, math, os, re, sys, time, warnings
+import argparse, dataclasses, json, os, re, time
 from pathlib import Path
 from typing import Any, Iterable
 import torch

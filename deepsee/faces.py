@@ -6,15 +6,15 @@ Docs: https://deepsee.github.io/deepsee/faces.html.md"""
 
 # %% ../nbs/10_faces.ipynb #da943bed
 from __future__ import annotations
-import argparse, functools, glob, importlib.util, json, math, os, sys, time
+import argparse, functools, glob, importlib.util, json, math, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image, ImageOps
-from .core import DeepSEEError, LABELS, LABEL_INDEX, N_LABELS, colorize, downsample, validate_labels
+from PIL import Image
+from .core import DeepSEEError, LABELS, LABEL_INDEX, colorize, downsample, validate_labels
 from .imageio import read_rgb, write_image, write_text
 
 # %% auto #0

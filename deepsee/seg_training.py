@@ -6,14 +6,13 @@ Docs: https://deepsee.github.io/deepsee/seg_training.html.md"""
 
 # %% ../nbs/01b_seg_training.ipynb #ec55d2cc
 from __future__ import annotations
-import json, math, tempfile, time, warnings
+import json, time, warnings
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import (DeepSEEConfig, DeepSEEError, N_LABELS, atomic_write, config_to_dict, config_from_dict,
-                          flip_labels, preset)
+from .core import DeepSEEConfig, DeepSEEError, N_LABELS, config_to_dict, flip_labels, preset
 from .segmentation import (Segmenter, class_weights, confusion_matrix, label_counts, segmentation_scores,
                                   save_segmenter, load_segmenter)
 from .runs import CheckpointManager, JsonlLogger, init_distributed, cleanup_distributed, rng_state, set_rng_state

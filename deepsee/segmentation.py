@@ -6,7 +6,6 @@ Docs: https://deepsee.github.io/deepsee/segmentation.html.md"""
 
 # %% ../nbs/01_segmentation.ipynb #e49df54e
 from __future__ import annotations
-import math
 import numpy as np
 import torch
 import torch.nn as nn

@@ -105,8 +105,8 @@ def recolour_regions(hr: torch.Tensor, labels: torch.Tensor, generator: torch.Ge
         for k in present[pick].tolist():
             g = torch.exp(torch.empty(3).uniform_(-1.0, 0.4, generator=generator)).to(hr)
             o = torch.empty(3).uniform_(-0.05, 0.3, generator=generator).to(hr)
-            x = ((hr[b] + 1) / 2 * g.view(3, 1, 1) + o.view(3, 1, 1)).clamp(0, 1) * 2 - 1
-            out[b] = torch.where(labels[b] == k, x, out[b])
+            m = labels[b] == k                                   # only the region's pixels are computed
+            out[b][:, m] = ((hr[b][:, m] + 1) / 2 * g[:, None] + o[:, None]).clamp(0, 1) * 2 - 1
     return out
 
 def generator_step(srnet, D, vgg, batch: dict, cfg, style_gen=None, noise_gen=None, coin=None, autocast=None):

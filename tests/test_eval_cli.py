@@ -9,7 +9,7 @@ import torch
 from deepsee.core import preset, downsample
 from deepsee.model import DeepSEE
 from deepsee.evaluation import evaluate, bicubic, train_models, train_seg, vgg_distance, write_table
-from deepsee.metrics import psnr, ssim
+from deepsee.metrics import psnr
 
 ENV = {**os.environ, 'PYTHONWARNINGS': 'ignore', 'MPLBACKEND': 'Agg'}
 

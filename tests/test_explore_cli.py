@@ -1,12 +1,11 @@
 "`deepsee upscale` end to end on a random-weight tiny bundle, and every bad input: one line on stderr, exit code 2."
-import io, os, subprocess, sys, textwrap
-from pathlib import Path
+import io, os, subprocess, sys
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from deepsee.core import PALETTE, colorize, downsample
+from deepsee.core import colorize, downsample
 from deepsee.data import procedural_face, to_tensor
 from deepsee.explore import (main_upscale, random_model, load_image, load_mask, save_png, save_mask, to_image, Session,
                              consistency_error, default_model_path)

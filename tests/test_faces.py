@@ -1,6 +1,5 @@
 "Slow tests of deepsee.faces on public-domain photos: detection, parsing, paste-back, `deepsee label` and the faces upscaler end to end."
 import json
-from pathlib import Path
 import numpy as np
 import pytest
 import torch
@@ -12,8 +11,7 @@ if not F_.faces_available():
     pytest.skip(f'needs the faces extra ({", ".join(F_.missing_packages())} missing): {F_.FACES_EXTRA}', allow_module_level=True)
 
 from deepsee.core import DeepSEEError, LABEL_INDEX, preset
-from deepsee.faces import (detect_faces, scan_faces, parse_face, parse_aligned, paste_back, paste_mask, label_folder,
-                           main_label, main_upscale_faces, upscale_faces, read_photo, region_stats, load_parser)
+from deepsee.faces import (detect_faces, scan_faces, parse_face, parse_aligned, paste_back, paste_mask, main_label, main_upscale_faces, upscale_faces, read_photo, region_stats)
 from deepsee.model import DeepSEE
 
 

@@ -3,7 +3,6 @@
 Every test runs on the CPU in well under a minute; torch uses one thread (the test machine is small and shared,
 and OpenMP spinning under contention is 20x slower than one thread)."""
 import json, os, subprocess, sys, textwrap, socket
-from pathlib import Path
 import pytest, torch
 
 from deepsee.core import preset, DeepSEEError

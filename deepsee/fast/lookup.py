@@ -154,7 +154,7 @@ class LookupModulation(Modulation):
         `fold` = (scale, shift) of an eval-mode norm, folded in. The blend, the gain and the norm are linear in the
         rows, so they fold into the style conv's weight and one shared row per label and per mixed pixel. At inference
         the shared rows are memoised in `parts.memo`. `dtype`: the small tables are cast before the per-pixel gathers."""
-        n, C2, dev = block.n_labels, 2 * block.channels, parts.labels.device
+        n, C2 = block.n_labels, 2 * block.channels
         memo = parts.memo if parts.memo is not None and not torch.is_grad_enabled() else {}
         key = (plus_one, fold is not None, dtype)
         if key not in memo: memo[key] = self._shared_rows(block, parts, plus_one, fold, dtype)
