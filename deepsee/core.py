@@ -223,6 +223,10 @@ class TrainConfig:
     hr_style_prob: float = 0.5      # independent: share of iterations that encode the style from the HR image
     style_recolour: float = 0.0  # not in the paper (0): share of HR-style iterations whose target and style image get
                                     # regions recoloured (the LR input not), so the style steers colour (demo preset)
+    mode_seeking: float = 0.0       # not in the paper (0): weight of a hinge that keeps two samples of one style
+                                    # (S + U(delta), S + U(mode_seeking_delta)) apart (MSGAN), so samples differ
+    mode_seeking_margin: float = 0.5  # ... the least mean |image change| per unit of mean |style change| it asks for
+    mode_seeking_delta: float = 0.2   # ... the second sample's noise range: the sampling delta the user gets
     init_gain: float = 0.02         # xavier init gain
     ema_decay: float = 0.0          # generator EMA (0 = off)
     seg_epochs: int = 150           # segmentation: SGD momentum 0.9, wd 5e-4, lr 1e-3, poly 0.9
@@ -285,7 +289,7 @@ PRESETS: dict[str, DeepSEEConfig] = {c.name: c for c in [
                   generator=GeneratorConfig(64, 32), discriminator=DiscriminatorConfig(ndf=16),
                   segmenter=SegmenterConfig((8, 16, 32, 32, 64, 64, 64, 64), 64, 16, 64),
                   train=TrainConfig(batch_size=4, epochs=1, decay_epochs=0, lr_g=4e-4, lr_enc_hr=4e-4, lr_enc_lr=1e-4,
-                                    style_noise=0.05, style_recolour=1.0)),
+                                    style_noise=0.05, style_recolour=1.0, mode_seeking=10.0)),
 ]}
 
 def preset(name: str, **overrides) -> DeepSEEConfig:

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from .core import DeepSEEError
 
 # %% auto #0
-__all__ = ['VGG_WEIGHTS', 'VGG_LAYERS', 'hinge_d_loss', 'hinge_g_loss', 'feature_matching_loss', 'vgg_loss', 'find_vgg19_weights',
-           'VGG19Features']
+__all__ = ['VGG_WEIGHTS', 'VGG_LAYERS', 'hinge_d_loss', 'hinge_g_loss', 'feature_matching_loss', 'vgg_loss', 'mode_seeking_loss',
+           'find_vgg19_weights', 'VGG19Features']
 
 # %% ../nbs/04b_losses.ipynb #09bd8dad
 def _preds(outs) -> list[torch.Tensor]:
@@ -45,6 +45,14 @@ def vgg_loss(vgg: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Te
     with torch.no_grad(): fr = vgg(real)
     ff = vgg(fake)
     return sum(w * F.l1_loss(a, b.detach()) for w, a, b in zip(VGG_WEIGHTS, ff, fr))
+
+# %% ../nbs/04b_losses.ipynb #9b31521a
+def mode_seeking_loss(a: torch.Tensor, b: torch.Tensor, style_distance: torch.Tensor,
+                      margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hinge mean(relu(margin - ratio)) over images, ratio = mean |a - b| / `style_distance` per image (B,); also
+    the mean ratio (detached) to log. `a`, `b`: two samples (B,C,H,W) generated from two styles of one image."""
+    ratio = (a.float() - b.float()).abs().flatten(1).mean(1) / style_distance.float().clamp(min=1e-6)
+    return F.relu(margin - ratio).mean(), ratio.mean().detach()
 
 # %% ../nbs/04b_losses.ipynb #8f2bb21e
 _VGG_CFG = [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512]  # up to conv5_1

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .core import DeepSEEError, N_LABELS, atomic_write
 from .runs import (CheckpointManager, JsonlLogger, TBWriter, cleanup_distributed, init_distributed, rng_state,
                           set_rng_state)
-from .losses import feature_matching_loss, hinge_d_loss, hinge_g_loss, vgg_loss
+from .losses import feature_matching_loss, hinge_d_loss, hinge_g_loss, mode_seeking_loss, vgg_loss
 
 # %% auto #0
 __all__ = ['AMP_MODES', 'lr_factor', 'make_scheduler', 'schedule_steps', 'ResumableSampler', 'SRNet', 'style_input',
@@ -67,18 +67,28 @@ class SRNet(nn.Module):
         self.style_encoder, self.generator = style_encoder, generator
 
     def forward(self, lr, labels, style_image=None, style_labels=None, source: str = 'lr', delta: float = 0.0,
-                style_gen: torch.Generator | None = None, noise_gen: torch.Generator | None = None):
+                style_gen: torch.Generator | None = None, noise_gen: torch.Generator | None = None,
+                pair_delta: float = 0.0):
+        """The SR image. With `pair_delta > 0` (mode seeking) a second sample S + U(pair_delta) of the same style is
+        generated in the same batch, both without noise injection so that only the style differs:
+        returns (image, second image, mean |style difference| per image)."""
         S = None
         if self.style_encoder is not None and style_image is not None:
             S = self.style_encoder(style_image, style_labels, source)
-            if delta > 0:
-                u = torch.rand(
-                    S.shape, generator=style_gen, device=style_gen.device if style_gen is not None else S.device
-                )
-                noise = (2 * u.to(S.device, S.dtype) - 1) * delta
-                scale = self.style_encoder.noise_scale()            # the research code's learned per-region scale
-                S = (S + (noise if scale is None else noise * scale[:, None].to(S.dtype))).clamp(-1, 1)
+            if pair_delta > 0:
+                Sa, Sb = self._noisy(S, delta, style_gen), self._noisy(S, pair_delta, style_gen)
+                out = self.generator(torch.cat([lr, lr]), torch.cat([labels, labels]), torch.cat([Sa, Sb]), noise=False)
+                return *out.chunk(2), (Sa - Sb).abs().flatten(1).mean(1)
+            S = self._noisy(S, delta, style_gen)
         return self.generator(lr, labels, S, noise=self.training, generator=noise_gen)
+
+    def _noisy(self, S: torch.Tensor, delta: float, style_gen: torch.Generator | None) -> torch.Tensor:
+        "S + U(-delta, delta) (times the learned per-region scale, when the encoder has one), clamped to [-1, 1]."
+        if delta <= 0: return S
+        u = torch.rand(S.shape, generator=style_gen, device=style_gen.device if style_gen is not None else S.device)
+        noise = (2 * u.to(S.device, S.dtype) - 1) * delta
+        scale = self.style_encoder.noise_scale()            # the research code's learned per-region scale
+        return (S + (noise if scale is None else noise * scale[:, None].to(S.dtype))).clamp(-1, 1)
 
 def style_input(cfg, batch: dict, coin: torch.Generator):
     "(image, labels, source) the style is encoded from in a training step, or None for the style-less variants."
@@ -94,8 +104,8 @@ def _split_d(outs, n: int):
 # %% ../nbs/04_training.ipynb #987a97d9
 def recolour_regions(hr: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """`hr` (B,3,H,W) in [-1,1] with each region of each image (of >= 0.5% of the image) recoloured with probability
-    `p` (at least one per image): x * g + o in [0,1], per-channel gains g = exp(U(-1, 0.4)) and offsets
-    o = U(-0.05, 0.3) drawn per region, so that textures stay and colours change."""
+    `p` (at least one per image): x * g + o in [0,1], per-channel gains g = exp(U(-2, 0.4)) (0.14 to 1.5: dark hair
+    from blond too) and offsets o = U(-0.05, 0.3) drawn per region, so that textures stay and colours change."""
     out, (H, W) = hr.clone(), hr.shape[-2:]
     for b in range(hr.shape[0]):
         area = torch.bincount(labels[b].flatten().long().cpu(), minlength=N_LABELS)
@@ -103,7 +113,7 @@ def recolour_regions(hr: torch.Tensor, labels: torch.Tensor, generator: torch.Ge
         pick = torch.rand(len(present), generator=generator) < p
         pick[torch.randint(len(present), (), generator=generator)] = True
         for k in present[pick].tolist():
-            g = torch.exp(torch.empty(3).uniform_(-1.0, 0.4, generator=generator)).to(hr)
+            g = torch.exp(torch.empty(3).uniform_(-2.0, 0.4, generator=generator)).to(hr)
             o = torch.empty(3).uniform_(-0.05, 0.3, generator=generator).to(hr)
             m = labels[b] == k                                   # only the region's pixels are computed
             out[b][:, m] = ((hr[b][:, m] + 1) / 2 * g[:, None] + o[:, None]).clamp(0, 1) * 2 - 1
@@ -124,13 +134,19 @@ def generator_step(srnet, D, vgg, batch: dict, cfg, style_gen=None, noise_gen=No
     lr, hr, labels = batch['lr'], batch['hr'], batch['labels']
     with ac:
         noisy = t.style_noise_prob >= 1 or torch.rand((), generator=coin).item() < t.style_noise_prob
-        fake = srnet(lr, labels, delta=t.style_noise if noisy else 0.0, style_gen=style_gen, noise_gen=noise_gen, **kw)
+        delta = t.style_noise if noisy else 0.0
+        pair = t.mode_seeking > 0 and src is not None               # two samples of the style: mode seeking
+        out = srnet(lr, labels, delta=delta, style_gen=style_gen, noise_gen=noise_gen,
+                    pair_delta=t.mode_seeking_delta if pair else 0.0, **kw)
+        fake = out[0] if pair else out
         fake_f, real_f = _split_d(D(torch.cat([fake, hr]), torch.cat([labels, labels])), len(fake))
         losses = {'g_adv': hinge_g_loss(fake_f), 'g_fm': feature_matching_loss(real_f, fake_f)}
     if vgg is not None:
         with ac: losses['g_vgg'] = vgg_loss(vgg, fake, hr)
+    if pair: losses['g_ms'], losses['ms_ratio'] = mode_seeking_loss(*out, t.mode_seeking_margin)
     losses = {k: v.float() for k, v in losses.items()}
     losses['g_total'] = losses['g_adv'] + t.lambda_feat * losses['g_fm'] + t.lambda_vgg * losses.get('g_vgg', 0.)
+    if pair: losses['g_total'] = losses['g_total'] + t.mode_seeking * losses['g_ms']
     if t.lambda_l1:   # not in the paper (0 in its presets): the small demo preset converges faster with it
         losses['l1'] = F.l1_loss(fake.float(), hr.float())
         losses['g_total'] = losses['g_total'] + t.lambda_l1 * losses['l1']
