@@ -91,12 +91,14 @@ class StyleEncoder(nn.Module):
         self.hr = StyleEncoderHR(e.hr_widths, e.spectral_norm)
         self.shared = SharedStyleLayer(e.hr_widths[-1], e.style_dim, e.spectral_norm)
         self.lr_size, self.hr_size, self.n_labels, self.pooling = cfg.lr_size, cfg.hr_size, cfg.n_labels, e.pooling
-        if e.learned_noise_scale: self.noise_weights = nn.Parameter(torch.zeros(cfg.n_labels))   # training only
+        if e.learned_noise_scale:
+            self.noise_weights = nn.Parameter(torch.zeros(cfg.n_labels))   # training only
     def noise_scale(self) -> torch.Tensor | None:
         "Per-region scale (19,) of the training-time style noise (`learned_noise_scale`), else None."
         return torch.sigmoid(self.noise_weights) if hasattr(self, 'noise_weights') else None
     def forward(self, image: torch.Tensor, labels: torch.Tensor, source: str | None = None) -> torch.Tensor:
-        if source is None: source = 'lr' if image.shape[-1] == self.lr_size else 'hr'
+        if source is None:
+            source = 'lr' if image.shape[-1] == self.lr_size else 'hr'
         if source not in ('lr', 'hr'): raise DeepSEEError(f"style source must be 'lr' or 'hr', got {source!r}")
         if source == 'lr' and self.lr is None:
             raise DeepSEEError("this model has no LR style encoder (a guided research model): give a guide or a style")
@@ -225,7 +227,8 @@ class ResBlock(nn.Module):
         self.conv_0 = spectral_norm(nn.Conv2d(channels, channels, 3, padding=1))
         self.conv_1 = spectral_norm(nn.Conv2d(channels, channels, 3, padding=1))
         self.has_noise = noise
-        if noise: self.noise_in, self.noise_mid, self.noise_skip = (NoiseInjection(channels) for _ in range(3))
+        if noise:
+            self.noise_in, self.noise_mid, self.noise_skip = (NoiseInjection(channels) for _ in range(3))
         self.slope = 0.2 if (semantics or style) else 0.0
         self.processor = REFERENCE                  # adds the skip (`conv_add`); set with the NormBlocks' processors
 
@@ -235,28 +238,13 @@ class ResBlock(nn.Module):
         nz, inplace = noise and self.has_noise, not torch.is_grad_enabled()
         h = self.noise_in(x, nz, generator) if nz else x
         h = self.conv_0(self.norm_0(h, labels, style, s0, slope=self.slope))
-        if nz: h = self.noise_mid(h, nz, generator)
+        if nz:
+            h = self.noise_mid(h, nz, generator)
         h = self.norm_1(h, labels, style, s1, inplace, slope=self.slope)   # h: a temporary
         skip = self.noise_skip(x, nz, generator) if nz else x
         return self.processor.conv_add(self.conv_1, h, skip)
 
 # %% ../nbs/02_architecture.ipynb #9427c21f
-@contextlib.contextmanager
-def _frozen_state(module: nn.Module):
-    "While a checkpointed block is recomputed: no second BatchNorm running-stat update, no second power iteration."
-    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    sns = [m for m in module.modules() if type(m).__name__ == '_SpectralNorm']
-    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
-    modes = [m.training for m in sns]
-    for m in bns: m.momentum = 0.0
-    for m in sns: m.training = False
-    try: yield
-    finally:
-        for m, (mom, n) in zip(bns, saved):
-            m.momentum = mom
-            m.num_batches_tracked.copy_(n)
-        for m, t in zip(sns, modes): m.training = t
-
 class Generator(nn.Module):
     "G(x_lr | M, S): ResBlocks with nearest x2 upsampling in between, for any factor 2^i (i = 2..5)."
     def __init__(self, cfg: DeepSEEConfig):
@@ -313,7 +301,8 @@ class Generator(nn.Module):
                 out.append(None)
                 continue
             lab, key = labels_at(labels, size), (size, 2 if n0.semantics else 1)
-            if key not in windows: windows[key] = n0.processor.window(lab, key[1], self.n_labels)
+            if key not in windows:
+                windows[key] = n0.processor.window(lab, key[1], self.n_labels)
             out.append(tuple(n.processor.semantic(n, lab, windows[key]) for n in (blk.norm_0, blk.norm_1)))
         return out
 
@@ -321,7 +310,8 @@ class Generator(nn.Module):
         "Upscale `lr` (B,3,h,w) under `labels` (B,H,W) and `style` (B,19,d); noise defaults to training mode."
         self._check(lr, labels, style)
         noise = self.training if noise is None else noise
-        if style is not None: style = style.to(lr.dtype)
+        if style is not None:
+            style = style.to(lr.dtype)
         if self.runner is not None: return self.runner(self, lr, labels, style, noise, generator, semantic)
         x = self.stem(lr)
         for j in range(len(self.blocks)):
@@ -336,10 +326,11 @@ class Generator(nn.Module):
     def step(self, j: int, x, labels, style, noise: bool = False, generator=None, semantic=None) -> torch.Tensor:
         "ResBlock `j`, after a nearest x2 when it starts a new scale; recomputed in backward with `grad_checkpointing`."
         size, blk = self.size(j), self.blocks[j]
-        if x.shape[-1] != size: x = F.interpolate(x, scale_factor=2, mode='nearest')
+        if x.shape[-1] != size:
+            x = F.interpolate(x, scale_factor=2, mode='nearest')
         lab = labels_at(labels, size) if labels is not None else None
         if not (self.grad_checkpointing and self.training): return blk(x, lab, style, noise, generator, semantic)
-        frozen = lambda: (contextlib.nullcontext(), _frozen_state(blk))
+        frozen = lambda: (contextlib.nullcontext(), frozen_running_state(blk))
         return torch.utils.checkpoint.checkpoint(blk, x, lab, style, noise, generator, semantic, use_reentrant=False,
                                                  context_fn=frozen)
 
@@ -384,7 +375,8 @@ class Discriminator(nn.Module):
         x = torch.cat([image, one_hot(labels, self.n_labels, image.dtype)], 1)
         out = []
         for i, net in enumerate(self.nets):
-            if i: x = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+            if i:
+                x = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
             out.append(net(x))
         return out
 
@@ -395,5 +387,6 @@ def init_weights(module: nn.Module, gain: float = 0.02) -> nn.Module:
         if isinstance(m, (nn.Conv2d, nn.Linear, nn.Conv1d)):
             w = m.parametrizations.weight.original if hasattr(m, 'parametrizations') else m.weight
             nn.init.xavier_normal_(w, gain=gain)
-            if m.bias is not None: nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     return module

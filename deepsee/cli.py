@@ -45,10 +45,12 @@ def main_info(argv: list[str]) -> int:
     else:
         cfg = preset(a.preset)
     counts = param_counts(cfg)
-    if a.json: print(json.dumps(counts))
+    if a.json:
+        print(json.dumps(counts))
     else:
         print(f"{cfg.name} ({cfg.variant}, {cfg.lr_size}->{cfg.hr_size}, {cfg.factor}x)")
-        for k, v in counts.items(): print(f"  {k:<18} {v:>12,}" if v is not None else f"  {k:<18} {'n/a':>12}")
+        for k, v in counts.items():
+            print(f"  {k:<18} {v:>12,}" if v is not None else f"  {k:<18} {'n/a':>12}")
     return 0
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not argv or argv[0] in ('-h', '--help'):
         print('usage: deepsee <command> [options]  (deepsee <command> --help; deepsee --version)\n\ncommands:')
-        for k, (_, _, h) in COMMANDS.items(): print(f'  {k:<10} {h}')
+        for k, (_, _, h) in COMMANDS.items():
+            print(f'  {k:<10} {h}')
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mod, fn, _ = COMMANDS[cmd]
     try:
-        try: f = getattr(importlib.import_module(mod), fn)
+        try:
+            f = getattr(importlib.import_module(mod), fn)
         except (ImportError, AttributeError) as e:
             raise DeepSEEError(f"command {cmd!r} is not available in this installation ({e})") from None
         return int(f(rest) or 0)

@@ -15,7 +15,7 @@ __all__ = ['LABELS', 'N_LABELS', 'LABEL_INDEX', 'LR_PAIRS', 'FLIP_PERM', 'REGION
            'DeepSEEError', 'DeepSEEWarning', 'atomic_write', 'label_index', 'validate_labels', 'labels_of',
            'flip_labels', 'colorize', 'palette_to_labels', 'downsample', 'upsample', 'EncoderConfig', 'GeneratorConfig',
            'DiscriminatorConfig', 'SegmenterConfig', 'TrainConfig', 'DeepSEEConfig', 'preset', 'research_flavour',
-           'config_to_dict', 'config_from_dict']
+           'config_to_dict', 'config_from_dict', 'frozen_running_state']
 
 # %% ../nbs/00_core.ipynb #dae3dde9
 class DeepSEEError(ValueError):
@@ -42,7 +42,8 @@ def atomic_write(path, write) -> Path:
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 # %% ../nbs/00_core.ipynb #35dd2321
@@ -55,7 +56,8 @@ LR_PAIRS: tuple[tuple[int, int], ...] = ((4, 5), (6, 7), (8, 9))
 
 def _flip_permutation() -> np.ndarray:
     perm = np.arange(N_LABELS)
-    for a, b in LR_PAIRS: perm[a], perm[b] = b, a
+    for a, b in LR_PAIRS:
+        perm[a], perm[b] = b, a
     return perm
 
 FLIP_PERM: np.ndarray = _flip_permutation()  # label k becomes FLIP_PERM[k] under a horizontal flip
@@ -98,14 +100,16 @@ REGION_GROUPS: dict[str, tuple[int, ...]] = {'lips': (11, 12), 'eyes': (4, 5), '
 
 def labels_of(spec=None, symmetric: bool = False) -> list[int]:
     "Sorted label indices of a spec: None (all), a name, index or group ('lips', 'eyes', 'brows', 'ears'), or a list."
-    if spec is None: out = set(range(N_LABELS))
+    if spec is None:
+        out = set(range(N_LABELS))
     else:
         out = set()
         for r in ([spec] if isinstance(spec, (str, int, np.integer)) else spec):
             out.update(REGION_GROUPS[r] if isinstance(r, str) and r in REGION_GROUPS else (label_index(r),))
     if symmetric:
         for a, b in LR_PAIRS:
-            if a in out or b in out: out.update((a, b))
+            if a in out or b in out:
+                out.update((a, b))
     return sorted(out)
 
 def flip_labels(labels):
@@ -326,11 +330,36 @@ def _build(cls, d: dict, where: str):
     for k, v in d.items():
         f = names[k]
         sub = f.default_factory if f.default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(sub): kw[k] = _build(sub, v, f"{where}.{k}")
-        elif isinstance(v, list): kw[k] = tuple(v)
-        else: kw[k] = v
+        if dataclasses.is_dataclass(sub):
+            kw[k] = _build(sub, v, f"{where}.{k}")
+        elif isinstance(v, list):
+            kw[k] = tuple(v)
+        else:
+            kw[k] = v
     return cls(**kw)
 
 def config_from_dict(d: dict, where: str = 'config.json') -> DeepSEEConfig:
     "Rebuild a `DeepSEEConfig` from `config_to_dict`'s output; unknown keys raise naming `where`."
     return _build(DeepSEEConfig, d, where)
+
+# %% ../nbs/00_core.ipynb #22a75062
+import contextlib
+
+@contextlib.contextmanager
+def frozen_running_state(module: torch.nn.Module):
+    "While `module` runs again for the same step: no BatchNorm running-stat update, no spectral-norm power iteration."
+    bns = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    sns = [m for m in module.modules() if type(m).__name__ == '_SpectralNorm']
+    saved, modes = [(m.momentum, m.num_batches_tracked.clone()) for m in bns], [m.training for m in sns]
+    for m in bns:
+        m.momentum = 0.0
+    for m in sns:
+        m.training = False
+    try:
+        yield
+    finally:
+        for m, (momentum, n) in zip(bns, saved):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(n)
+        for m, mode in zip(sns, modes):
+            m.training = mode

@@ -44,7 +44,8 @@ class FaceDataset(torch.utils.data.Dataset):
     def _index(self):
         "Group images by identity and choose the samples of this split (guided val/test skip single images)."
         self.members: dict[int, list[int]] = {}
-        for j, ident in enumerate(self.identities): self.members.setdefault(int(ident), []).append(j)
+        for j, ident in enumerate(self.identities):
+            self.members.setdefault(int(ident), []).append(j)
         self.index = list(range(len(self.names)))
         if self.guided and self.split != 'train':
             self.index = [j for j in self.index if len(self.members[int(self.identities[j])]) > 1]
@@ -65,11 +66,13 @@ class FaceDataset(torch.utils.data.Dataset):
         the split) is used."""
         pool = self.index if pool is None else pool
         for _ in range(2 * len(pool) + 1):
-            try: return (j, *self.load(j))
+            try:
+                return (j, *self.load(j))
             except DeepSEEError as e:
                 if not self.skip_bad: raise
                 msg = str(e)
-                if msg not in self.skipped: self.skipped.append(msg)
+                if msg not in self.skipped:
+                    self.skipped.append(msg)
                 j = pool[int(rng.integers(len(pool)))]
         raise DeepSEEError(f"{self.source}: no loadable image in split {self.split!r}")
 
@@ -86,8 +89,10 @@ class FaceDataset(torch.utils.data.Dataset):
                    identity=int(self.identities[j]), name=self.names[j])
         if self.guided:
             cands = self.members[int(self.identities[j])]
-            if self.split != 'train': cands = [c for c in cands if c != j] or cands
-            try: _, gimg, glab = self._load_ok(cands[int(rng.integers(len(cands)))], rng, pool=cands)
+            if self.split != 'train':
+                cands = [c for c in cands if c != j] or cands
+            try:
+                _, gimg, glab = self._load_ok(cands[int(rng.integers(len(cands)))], rng, pool=cands)
             except DeepSEEError:
                 if not self.skip_bad: raise
                 gimg, glab = img, lab   # every other image of this person is bad: guide with the image itself
@@ -146,9 +151,12 @@ def write_identities(out: str | Path, identity_of: dict[str, int]):
 def _read_csv_pairs(path: Path, what: str) -> list[tuple[str, str]]:
     "Rows (a, b) of a two-column CSV; a header row (non-numeric identity / 'split') is skipped."
     try:
-        with open(path, newline='') as f: rows = [r for r in csv.reader(f) if r and not r[0].startswith('#')]
-    except (OSError, UnicodeDecodeError) as e: raise DeepSEEError(f"{path}: cannot read ({e})") from None
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ['stem', what]: rows = rows[1:]
+        with open(path, newline='') as f:
+            rows = [r for r in csv.reader(f) if r and not r[0].startswith('#')]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DeepSEEError(f"{path}: cannot read ({e})") from None
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ['stem', what]:
+        rows = rows[1:]
     for n, r in enumerate(rows):
         if len(r) < 2: raise DeepSEEError(f"{path}: line {n + 1} needs two columns (stem,{what}), got {r}")
     return [(r[0].strip(), r[1].strip()) for r in rows]
@@ -157,8 +165,10 @@ def read_split(root: str | Path) -> dict[str, str] | None:
     "{stem: split} from `root/splits.json` or `root/split.csv`; None when the folder has neither."
     root = Path(root)
     if (root / 'splits.json').exists():
-        try: d = json.loads((root / 'splits.json').read_text())
-        except (OSError, ValueError) as e: raise DeepSEEError(f"{root / 'splits.json'}: not valid JSON ({e})") from None
+        try:
+            d = json.loads((root / 'splits.json').read_text())
+        except (OSError, ValueError) as e:
+            raise DeepSEEError(f"{root / 'splits.json'}: not valid JSON ({e})") from None
         if not isinstance(d, dict) or set(d) - set(SPLITS) or not all(isinstance(v, list) for v in d.values()):
             raise DeepSEEError(
                 f"{root / 'splits.json'}: expected {{\"train\": [stems], \"val\": [...], \"test\": [...]}}"
@@ -177,8 +187,10 @@ def read_identities(root: str | Path) -> dict[str, int] | None:
     "{stem: identity} from `root/identities.csv`; None when absent."
     path = Path(root) / 'identities.csv'
     if not path.exists(): return None
-    try: return {Path(s).stem: int(i) for s, i in _read_csv_pairs(path, 'identity')}
-    except ValueError as e: raise DeepSEEError(f"{path}: identities must be integers ({e})") from None
+    try:
+        return {Path(s).stem: int(i) for s, i in _read_csv_pairs(path, 'identity')}
+    except ValueError as e:
+        raise DeepSEEError(f"{path}: identities must be integers ({e})") from None
 
 # %% ../nbs/03_data.ipynb #194a0d8f
 class FolderFaces(FaceDataset):
@@ -209,7 +221,8 @@ class FolderFaces(FaceDataset):
             try:
                 if stem not in images:
                     raise DeepSEEError(f"{root / 'images' / stem}.(png|jpg): missing image (listed in the split file)")
-                if check: self._check(ip, mp)
+                if check:
+                    self._check(ip, mp)
             except DeepSEEError as e:
                 if not skip_bad: raise
                 self.skipped.append(str(e))
@@ -217,7 +230,8 @@ class FolderFaces(FaceDataset):
             self.names.append(stem)
             self.image_paths.append(ip)
             self.mask_paths.append(mp)
-            if stem in ident: self.identities.append(ident[stem])
+            if stem in ident:
+                self.identities.append(ident[stem])
             else:
                 self.identities.append(next_id)
                 next_id += 1
@@ -258,7 +272,8 @@ def make_dataset(spec: str, hr_size: int, factor: int, split: str = 'train', gui
     spec = str(spec)
     if spec.startswith('synthetic:'):
         parts = spec.split(':')[1:]
-        try: n, k = int(parts[0]), (int(parts[1]) if len(parts) > 1 else None)
+        try:
+            n, k = int(parts[0]), (int(parts[1]) if len(parts) > 1 else None)
         except (ValueError, IndexError):
             raise DeepSEEError(f"{spec}: expected synthetic:N or synthetic:N:K with integers") from None
         if len(parts) > 2: raise DeepSEEError(f"{spec}: expected synthetic:N or synthetic:N:K")
@@ -291,8 +306,10 @@ def make_loader(
 def set_loader_epoch(loader: torch.utils.data.DataLoader, epoch: int):
     """Make epoch `epoch` of a `make_loader` loader reproducible: reseed its shuffle and set the sampler's and dataset's
     epoch."""
-    if hasattr(loader.sampler, 'set_epoch'): loader.sampler.set_epoch(epoch)
-    if hasattr(loader.dataset, 'set_epoch'): loader.dataset.set_epoch(epoch)
+    if hasattr(loader.sampler, 'set_epoch'):
+        loader.sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, 'set_epoch'):
+        loader.dataset.set_epoch(epoch)
     if loader.generator is not None:
         loader.generator.manual_seed(getattr(loader, 'deepsee_seed', 0) * 1_000_003 + int(epoch))
 
@@ -326,10 +343,13 @@ def merge_parts(
 def _read_table(path: Path, what: str, min_cols: int = 2) -> list[list[str]]:
     """Rows of a dataset's text file, whitespace- or comma-separated (`x.csv` stands in for a missing `x.txt`); headers
     skipped."""
-    if not path.exists() and path.with_suffix('.csv').exists(): path = path.with_suffix('.csv')
+    if not path.exists() and path.with_suffix('.csv').exists():
+        path = path.with_suffix('.csv')
     if not path.exists(): raise DeepSEEError(f"{path}: missing {what}")
-    try: lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e: raise DeepSEEError(f"{path}: cannot read ({e})") from None
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DeepSEEError(f"{path}: cannot read ({e})") from None
     rows = [l.replace(',', ' ').split() for l in lines]
     return [r for r in rows if len(r) >= min_cols and r[1].lstrip('-').isdigit()]
 
@@ -337,7 +357,8 @@ def _ints(rows: list[list[str]], cols: tuple[int, ...], path: Path) -> list[list
     "Convert the given columns of table rows to int, with a one-line error naming the file and line."
     out = []
     for r in rows:
-        try: out.append([int(v) if i in cols else v for i, v in enumerate(r)])
+        try:
+            out.append([int(v) if i in cols else v for i, v in enumerate(r)])
         except ValueError:
             raise DeepSEEError(f"{path}: expected integers in columns {cols}, got {' '.join(r)!r}") from None
     return out
@@ -357,19 +378,23 @@ def _run_items(items: list, fn: Callable, skip_bad: bool, workers: int, progress
         with ProcessPoolExecutor(workers) as ex:
             for res in ex.map(_safe_call, [fn] * len(items), items, chunksize=16):
                 handle(res)
-                if progress: bar.update()
+                if progress:
+                    bar.update()
     else:
         for item in items:
             handle(_safe_call(fn, item))
-            if progress: bar.update()
-    if progress: bar.close()
+            if progress:
+                bar.update()
+    if progress:
+        bar.close()
     return skipped
 
 def _safe_call(fn, item) -> str | None:
     try:
         fn(item)
         return None
-    except DeepSEEError as e: return str(e)
+    except DeepSEEError as e:
+        return str(e)
 
 def _celebamaskhq_one(args):
     "Merge, resize and write one CelebAMask-HQ face (skips faces already written)."
@@ -379,7 +404,8 @@ def _celebamaskhq_one(args):
     parts = {}
     for part in CELEBAMASKHQ_PARTS:
         p = root / 'CelebAMask-HQ-mask-anno' / str(k // 2000) / f'{k:05d}_{part}.png'
-        if p.exists(): parts[part] = np.asarray(decode(p, 'part mask').convert('L')) > 127
+        if p.exists():
+            parts[part] = np.asarray(decode(p, 'part mask').convert('L')) > 127
     if not parts:
         raise DeepSEEError(
             f"{root / 'CelebAMask-HQ-mask-anno' / str(k // 2000) / f'{k:05d}'}_*.png: no part masks for image {k}"
@@ -423,7 +449,8 @@ def _summary(out: Path, done: list, skipped: list[str]) -> dict:
     split_of = read_split(out) or {}
     info = dict(n=len(done), **{s: sum(v == s for v in split_of.values()) for s in SPLITS}, skipped=skipped)
     write_text(json.dumps(info, indent=1), out / 'prepare.json')
-    if skipped: warnings.warn(f"{out}: skipped {len(skipped)} bad files (listed in {out / 'prepare.json'})")
+    if skipped:
+        warnings.warn(f"{out}: skipped {len(skipped)} bad files (listed in {out / 'prepare.json'})")
     return info
 
 # %% ../nbs/03_data.ipynb #7bc685ba
@@ -451,7 +478,8 @@ def _celeba_one(args):
     else:
         mp = Path(masks) / f'{stem}.png'
         lab = read_labels(mp)
-        if lab.shape[::-1] == im.size: lab = np.asarray(celeba_crop(Image.fromarray(lab, 'L')))
+        if lab.shape[::-1] == im.size:
+            lab = np.asarray(celeba_crop(Image.fromarray(lab, 'L')))
         elif lab.shape[0] != lab.shape[1]:
             raise DeepSEEError(
                 f"{mp}: mask is {lab.shape[1]}x{lab.shape[0]}; expected {im.size[0]}x{im.size[1]} or square"
@@ -467,7 +495,8 @@ def prepare_celeba(root: str | Path, out: str | Path, masks: str | Path | Callab
     if not (root / 'img_align_celeba').is_dir():
         raise DeepSEEError(f"{root / 'img_align_celeba'}: folder not found (is {root} the CelebA folder?)")
     img_dir = root / 'img_align_celeba'
-    if (img_dir / 'img_align_celeba').is_dir(): img_dir = img_dir / 'img_align_celeba'   # the Kaggle copy nests it
+    if (img_dir / 'img_align_celeba').is_dir():
+        img_dir = img_dir / 'img_align_celeba'   # the Kaggle copy nests it
     part = {
         r[0]: r[1]
         for r in _read_table(root / 'list_eval_partition.txt', 'partition file (the official split needs it)')

@@ -32,7 +32,8 @@ def _mask_in(mask):
 def _bool_in(stroke, like: torch.Tensor, name: str = 'stroke') -> torch.Tensor:
     s = torch.from_numpy(np.asarray(stroke)) if isinstance(stroke, np.ndarray) else stroke
     s = s.to(like.device).bool()
-    if s.ndim == 2: s = s[None]
+    if s.ndim == 2:
+        s = s[None]
     if s.shape[-2:] != like.shape[-2:]:
         raise DeepSEEError(f"{name}: shape {tuple(s.shape)} does not match the mask {tuple(like.shape)}")
     return s.expand_as(like)
@@ -44,8 +45,10 @@ def _grow(region: torch.Tensor, px: int) -> torch.Tensor:
     "Binary dilation by `px` pixels with an octagon (alternating 3x3 square and cross), close to a disk."
     x = region[:, None].float()
     for i in range(int(px)):
-        if i % 2 == 0: x = F.max_pool2d(x, 3, 1, 1)
-        else: x = torch.maximum(F.max_pool2d(x, (3, 1), 1, (1, 0)), F.max_pool2d(x, (1, 3), 1, (0, 1)))
+        if i % 2 == 0:
+            x = F.max_pool2d(x, 3, 1, 1)
+        else:
+            x = torch.maximum(F.max_pool2d(x, (3, 1), 1, (1, 0)), F.max_pool2d(x, (1, 3), 1, (0, 1)))
     return x[:, 0] > 0
 
 def _nearest_fill(m: torch.Tensor, todo: torch.Tensor, exclude=()) -> torch.Tensor:
@@ -53,7 +56,8 @@ def _nearest_fill(m: torch.Tensor, todo: torch.Tensor, exclude=()) -> torch.Tens
     labels."""
     out = m.clone()
     known = ~todo
-    for k in exclude: known &= m != k
+    for k in exclude:
+        known &= m != k
     votes = F.one_hot(m, N_LABELS).permute(0, 3, 1, 2).float() * known[:, None]
     kernel = torch.ones(N_LABELS, 1, 3, 3, device=m.device)
     left = todo.clone()
@@ -74,7 +78,8 @@ def relabel(mask, src, dst, where=None):
     lower half."""
     m, back = _mask_in(mask)
     sel = torch.isin(m, torch.tensor(_labels(src), device=m.device))
-    if where is not None: sel &= _bool_in(where, m, 'where')
+    if where is not None:
+        sel &= _bool_in(where, m, 'where')
     out = m.clone()
     pair = REGION_GROUPS.get(dst) if isinstance(dst, str) else (tuple(dst) if isinstance(dst, (tuple, list)) else None)
     if pair is None:
@@ -109,7 +114,8 @@ def dilate(mask, label, px: int, over=None):
     m, back = _mask_in(mask)
     k = label_index(label)
     grow = _grow(m == k, px) & (m != k)
-    if over is not None: grow &= torch.isin(m, torch.tensor(_labels(over), device=m.device))
+    if over is not None:
+        grow &= torch.isin(m, torch.tensor(_labels(over), device=m.device))
     out = m.clone()
     out[grow] = k
     return back(out)

@@ -67,10 +67,13 @@ def open_lpips(path: str | os.PathLike | None = None, random_backbone: bool = Fa
     if random_backbone:
         net = lpips_model(pretrained_backbone=False, device=device)
         return net, f"RANDOM backbone ({net.deepsee_backbone}): plumbing only, these are not LPIPS values"
-    if path is not None: net = lpips_model(path, device=device)  # an explicit path that does not work is an error
+    if path is not None:
+        net = lpips_model(path, device=device)  # an explicit path that does not work is an error
     else:
-        try: net = lpips_model(None, device=device)
-        except DeepSEEError as e: return None, f"unavailable: {e}"
+        try:
+            net = lpips_model(None, device=device)
+        except DeepSEEError as e:
+            return None, f"unavailable: {e}"
     return net, f"LPIPS alex v0.1, {net.deepsee_backbone}"
 
 # %% ../nbs/05b_evaluation.ipynb #f786b400
@@ -95,7 +98,8 @@ def super_resolve(model: DeepSEE, batch: dict, mask_source: str = 'auto') -> tup
             gm = model.predict_mask(downsample(batch['guide'], c.factor)).long() if use_pred else batch['guide_labels']
             kw = dict(guide=batch['guide'], guide_mask=gm)
             how['style'] = 'HR guide: another image of the same identity'
-        else: how['style'] = 'LR image' + (' (guided model evaluated WITHOUT a guide)' if c.guided else '')
+        else:
+            how['style'] = 'LR image' + (' (guided model evaluated WITHOUT a guide)' if c.guided else '')
     return model.upscale(batch['lr'], mask=mask, **kw).clamp(-1, 1), how
 
 # %% ../nbs/05b_evaluation.ipynb #9d4c3895
@@ -160,7 +164,8 @@ def evaluate(
     device = torch.device(device)
     models = {k: m.to(device).eval() for k, m in _resolve_models(models).items()}
     hr_size, factor = _geometry(models, hr_size, factor)
-    if guided is None: guided = any(m.cfg.guided for m in models.values())
+    if guided is None:
+        guided = any(m.cfg.guided for m in models.values())
     ds = make_dataset(data_spec, hr_size, factor, split, guided=guided, seed=seed)
     if n is not None:
         if n < 1: raise DeepSEEError(f"n: must be at least 1, got {n}")
@@ -168,7 +173,8 @@ def evaluate(
     loader = make_loader(ds, batch_size, shuffle=False, seed=seed)
     lpips_net, lpips_note = open_lpips(lpips_path, lpips_random, device)
     vgg = None
-    if isinstance(vgg_dist, torch.nn.Module): vgg = vgg_dist.to(device)
+    if isinstance(vgg_dist, torch.nn.Module):
+        vgg = vgg_dist.to(device)
     elif vgg_dist:
         from deepsee.losses import VGG19Features
         vgg = VGG19Features(vgg_path).to(device)
@@ -181,19 +187,23 @@ def evaluate(
     for batch in tqdm(loader, desc=f'eval {len(names)} methods', disable=not progress, dynamic_ncols=True):
         batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         hr, lr = batch['hr'], batch['lr']
-        if fid: feats['real'].append(inception_features(hr, fid_weights, device))
+        if fid:
+            feats['real'].append(inception_features(hr, fid_weights, device))
         hr_vgg = vgg_features(hr, vgg) if vgg is not None else None
         for k in names:
             t = time.time()
-            if k == 'bicubic': sr = bicubic(lr, factor)
-            else: sr, hows[k] = super_resolve(models[k], batch, mask_source)
+            if k == 'bicubic':
+                sr = bicubic(lr, factor)
+            else:
+                sr, hows[k] = super_resolve(models[k], batch, mask_source)
             seconds[k] += time.time() - t
             evs[k].update(sr, hr, lr)
             if vgg is not None:
                 d = vgg_distance(sr, hr, vgg, hr_features=hr_vgg)
                 extra[k].setdefault('vgg_dist', []).extend(d.tolist())
                 vgg_settings = d.settings
-            if fid: feats[k].append(inception_features(sr, fid_weights, device))
+            if fid:
+                feats[k].append(inception_features(sr, fid_weights, device))
     n_img = len(ds)
     run = dict(
         data=str(data_spec),
@@ -224,14 +234,16 @@ def evaluate(
             settings['fid'] = f.settings
         for key, vals in extra[k].items():
             r[key] = float(sum(vals) / len(vals))
-        if vgg_settings is not None: settings['vgg_dist'] = vgg_settings
+        if vgg_settings is not None:
+            settings['vgg_dist'] = vgg_settings
         settings.update(hows[k])
         settings['method'] = (
             dict(kind='bicubic (torch, align_corners=False), clamped') if k == 'bicubic' else _model_settings(models[k])
         )
         settings['sr_seconds'] = round(seconds[k], 3)
         settings['run'] = run
-        if lpips_random: r['lpips_randnet'] = r.pop('lpips', None)     # a random backbone is not LPIPS: its own column
+        if lpips_random:
+            r['lpips_randnet'] = r.pop('lpips', None)     # a random backbone is not LPIPS: its own column
         rows.append(
             dict(
                 method=k,
@@ -276,7 +288,8 @@ def table_notes(rows: list[dict]) -> list[str]:
             "offline; lower is better; not comparable with LPIPS values)."
         )
     rnd = [r['method'] for r in rows if r.get('settings', {}).get('method', {}).get('random_init')]
-    if rnd: notes.append(f"Untrained (random) weights: {', '.join(rnd)}.")
+    if rnd:
+        notes.append(f"Untrained (random) weights: {', '.join(rnd)}.")
     return notes
 
 def write_table(
@@ -352,7 +365,8 @@ def _named_models(specs: list[str]) -> dict[str, DeepSEE]:
         m.meta['source'] = path
         name = name or f"DeepSEE {m.cfg.variant}"
         base, i = name, 2
-        while name in out: name, i = f"{base} ({i})", i + 1
+        while name in out:
+            name, i = f"{base} ({i})", i + 1
         out[name] = m
     return out
 
@@ -425,10 +439,12 @@ def train_models(variants: Iterable[str], data: str, run_root, preset_name: str 
             raise DeepSEEError(f"{run_dir}: holds a run with {diff}; delete it or choose another run folder")
         bundle = run_dir / 'model'
         if exists and (bundle / 'model.safetensors').exists():
-            if progress: print(f"{v}: reusing {bundle}")
+            if progress:
+                print(f"{v}: reusing {bundle}")
         else:
             resume = exists and any((run_dir / 'checkpoints').glob('*.pt'))
-            if progress: print(f"{v}: {'resuming' if resume else 'training'} {cfg.name} for {steps or cfg.train.epochs} "
+            if progress:
+                print(f"{v}: {'resuming' if resume else 'training'} {cfg.name} for {steps or cfg.train.epochs} "
                                f"{'steps' if steps else 'epochs'} on {data}")
             train(cfg, data, run_dir, max_steps=steps, resume=resume, device=device, no_vgg=no_vgg, seed=seed, seg=seg,
                   progress=progress, **train_kw)
@@ -450,7 +466,8 @@ def train_seg(preset_name: str, data: str, run_dir, steps: int | None = None, ep
                 raise DeepSEEError(
                     f"{out}: a segmenter with {k}={have.get(k)!r} (wanted {got[k]!r}); delete it or choose another run folder"
                 )
-        if progress: print(f"segmenter: reusing {out}")
+        if progress:
+            print(f"segmenter: reusing {out}")
         return out
     resume = any((Path(run_dir) / 'seg').glob('*.pt'))
     train_segmenter(cfg, data, run_dir, max_steps=steps, epochs=epochs, device=device, seed=seed, resume=resume,

@@ -41,12 +41,14 @@ def _segmenter_available() -> bool:
     try:
         from deepsee.segmentation import Segmenter  # noqa: F401
         return True
-    except ImportError: return False
+    except ImportError:
+        return False
 
 def random_model(name: str = 'tiny', seed: int = 0, segmenter: bool | None = None, device='cpu') -> DeepSEE:
     "A randomly initialised bundle of preset `name` (tests, timing, docs), identical for equal `seed`s."
     cfg = preset(name)
-    if segmenter is None: segmenter = _segmenter_available()
+    if segmenter is None:
+        segmenter = _segmenter_available()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         m = DeepSEE(cfg, segmenter=segmenter, meta=dict(random_init=True, seed=seed, source=name))
@@ -55,7 +57,8 @@ def random_model(name: str = 'tiny', seed: int = 0, segmenter: bool | None = Non
 def resolve_device(device: str | torch.device | None = 'auto') -> torch.device:
     "A torch device from a name; 'auto' (or None) picks CUDA when available, else the CPU."
     if device is None or device == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try: d = torch.device(device)
+    try:
+        d = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         raise DeepSEEError(f"--device {device}: not a device name (cpu, cuda, cuda:1, mps or auto)") from None
     if d.type == 'cuda' and not torch.cuda.is_available():
@@ -85,7 +88,8 @@ def load_model(spec: str | Path | None = None, device='cpu', random_weights: boo
             warnings.warn(f"{spec}: a research checkpoint, converted in memory (`deepsee convert {spec} -o DIR` "
                           f"writes it as a bundle once)", DeepSEEWarning, stacklevel=2)
             m = load_research(spec)[0].to(device)
-        else: m = DeepSEE.load(spec, device=device)
+        else:
+            m = DeepSEE.load(spec, device=device)
         m.meta['source'] = spec
         return m
     if spec in PRESETS:
@@ -151,8 +155,10 @@ def save_png(image: Image.Image, path) -> Path:
 # %% ../nbs/06_explore.ipynb #99a69143
 def _font(size: int):
     from PIL import ImageFont
-    try: return ImageFont.load_default(size)
-    except TypeError: return ImageFont.load_default()          # Pillow < 10.1: its fixed bitmap font
+    try:
+        return ImageFont.load_default(size)
+    except TypeError:
+        return ImageFont.load_default()          # Pillow < 10.1: its fixed bitmap font
 
 def _tile(x, s: int | None) -> Image.Image | None:
     if x is None: return None
@@ -177,7 +183,8 @@ def sheet(rows, title: str | None = None, row_labels=None, col_labels=None, capt
     H = y0 + sum(h + cap_h + pad for h in row_h)
     im = Image.new('RGB', (max(W, text_w(title) + 2 * pad), H), 'white')
     d = ImageDraw.Draw(im)
-    if title: d.text((pad, pad), title, fill='black', font=f)
+    if title:
+        d.text((pad, pad), title, fill='black', font=f)
     xs = [x0 + sum(w + pad for w in col_w[:j]) for j in range(nc)]
     for j, lab in enumerate(col_labels or []):
         d.text((xs[j] + (col_w[j] - text_w(lab)) // 2, y0 - lh), lab, fill='black', font=f)
@@ -186,9 +193,11 @@ def sheet(rows, title: str | None = None, row_labels=None, col_labels=None, capt
         if row_labels and i < len(row_labels):
             d.text((pad, y + row_h[i] // 2 - lh // 2), row_labels[i], fill='black', font=f)
         for j, t in enumerate(r):
-            if t is not None: im.paste(t, (xs[j] + (col_w[j] - t.width) // 2, y))
+            if t is not None:
+                im.paste(t, (xs[j] + (col_w[j] - t.width) // 2, y))
             c = caps[i][j] if captions and i < len(caps) and j < len(caps[i]) else None
-            if c: d.text((xs[j] + (col_w[j] - text_w(c)) // 2, y + row_h[i] + 1), c, fill='dimgray', font=f)
+            if c:
+                d.text((xs[j] + (col_w[j] - text_w(c)) // 2, y + row_h[i] + 1), c, fill='dimgray', font=f)
         y += row_h[i] + cap_h + pad
     return im
 
@@ -233,9 +242,12 @@ def predict_mask(model: DeepSEE, lr: torch.Tensor) -> torch.Tensor:
 def encode_style(model: DeepSEE, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     "Style matrix (B,19,d) of an LR or HR `image` (chosen by its size) under its HR `mask`."
     c = model.cfg
-    if image.ndim == 3: image = image[None]
-    if tuple(image.shape[-2:]) == (c.lr_size, c.lr_size): image, src = _check_lr(model, image, 'image'), 'lr'
-    elif tuple(image.shape[-2:]) == (c.hr_size, c.hr_size): image, src = image.to(model.device, torch.float32), 'hr'
+    if image.ndim == 3:
+        image = image[None]
+    if tuple(image.shape[-2:]) == (c.lr_size, c.lr_size):
+        image, src = _check_lr(model, image, 'image'), 'lr'
+    elif tuple(image.shape[-2:]) == (c.hr_size, c.hr_size):
+        image, src = image.to(model.device, torch.float32), 'hr'
     else:
         raise DeepSEEError(
             f"image: {image.shape[-1]}x{image.shape[-2]} is neither the LR ({c.lr_size}) nor the HR ({c.hr_size}) size"
@@ -264,7 +276,8 @@ def upscale(model: DeepSEE, lr, mask=None, style=None, guide=None, guide_mask=No
     g = as_generator(generator, 'cpu') if noise else None
     with bf16_autocast(model, bf16):
         sr = model.generator(lr, mask, style, noise=noise, generator=g, semantic=semantic).float()
-    if consistent: sr = project_consistent(sr, lr, model.cfg.factor)
+    if consistent:
+        sr = project_consistent(sr, lr, model.cfg.factor)
     return Result(sr, mask, style)
 
 # %% ../nbs/06_explore.ipynb #322f3915
@@ -344,7 +357,8 @@ def _row_mask(style: torch.Tensor, rows, sym: bool) -> torch.Tensor:
     return m
 
 def _single(style: torch.Tensor, name: str = 'style') -> torch.Tensor:
-    if style.ndim == 3 and style.shape[0] == 1: style = style[0]
+    if style.ndim == 3 and style.shape[0] == 1:
+        style = style[0]
     if style.ndim != 2:
         raise DeepSEEError(f"{name}: expected one style matrix (19,d) or (1,19,d), got shape {tuple(style.shape)}")
     return style
@@ -359,7 +373,8 @@ def sample(style: torch.Tensor, n: int, delta: float, generator: torch.Generator
     noise = (torch.rand(n, *base.shape, generator=g, device=g.device, dtype=torch.float32) * 2 - 1) * delta
     noise = noise.to(base.device, base.dtype)
     if symmetric:
-        for a, b in LR_PAIRS: noise[:, b] = noise[:, a]
+        for a, b in LR_PAIRS:
+            noise[:, b] = noise[:, a]
         base = _symmetrize(base)
     return (base + noise * _row_mask(base, rows, symmetric)).clamp(-1, 1)
 
@@ -381,7 +396,8 @@ def render(model: DeepSEE, lr, mask, styles: torch.Tensor, batch_size: int | Non
     styles = model.check_style(styles, 'styles')
     batch_size = default_batch_size(model, bf16, noise) if batch_size is None else int(batch_size)
     if batch_size < 1: raise DeepSEEError(f"render: batch_size must be >= 1, got {batch_size}")
-    if semantic is None: semantic = model.generator.semantic_cache(mask)
+    if semantic is None:
+        semantic = model.generator.semantic_cache(mask)
     g = as_generator(generator) if noise else None
     out = []
     for i in range(0, styles.shape[0], batch_size):
@@ -411,20 +427,25 @@ def walk(style: torch.Tensor, rows=None, deltas: Sequence[float] = (-0.3, -0.15,
          direction: torch.Tensor | None = None, symmetric: bool = False) -> torch.Tensor:
     "Styles (len(deltas),19,d): `style` + delta (times `direction`, default all ones) on the chosen rows, clamped."
     base = _single(style)
-    if symmetric: base = _symmetrize(base)
+    if symmetric:
+        base = _symmetrize(base)
     d = torch.ones_like(base) if direction is None else _single(direction, 'direction').to(base)
-    if symmetric: d = _symmetrize(d)
+    if symmetric:
+        d = _symmetrize(d)
     t = torch.as_tensor(list(deltas), dtype=base.dtype, device=base.device).view(-1, 1, 1)
     return (base + t * d * _row_mask(base, rows, symmetric)).clamp(-1, 1)
 
 # %% ../nbs/06_explore.ipynb #a6aa6792
 def interpolate(s0: torch.Tensor, s1: torch.Tensor, t, rows=None, symmetric: bool = False) -> torch.Tensor:
     "(1-t) s0 + t s1 on the chosen rows (s0 elsewhere); a sequence `t` gives one style per value (T,19,d)."
-    if torch.is_tensor(t) and t.ndim == 0: t = float(t)
+    if torch.is_tensor(t) and t.ndim == 0:
+        t = float(t)
     many = not isinstance(t, (int, float))
-    if many: s0, s1 = _single(s0, 's0')[None], _single(s1, 's1')[None]
+    if many:
+        s0, s1 = _single(s0, 's0')[None], _single(s1, 's1')[None]
     s1 = s1.to(s0)
-    if symmetric: s0, s1 = _symmetrize(s0), _symmetrize(s1)
+    if symmetric:
+        s0, s1 = _symmetrize(s0), _symmetrize(s1)
     tt = torch.as_tensor(list(t), dtype=s0.dtype, device=s0.device).view(-1, 1, 1) if many else float(t)
     return s0 + tt * (s1 - s0) * _row_mask(s0, rows, symmetric)
 
@@ -440,8 +461,10 @@ def transfer(style: torch.Tensor, reference, rows=None, symmetric: bool = False)
     out = style.clone()
     for key, ref in refs.items():
         ref = ref.to(out)
-        if ref.ndim == 3 and ref.shape[0] == 1 and out.ndim == 3: ref = ref.expand(out.shape[0], -1, -1)
-        elif ref.ndim == 3 and out.ndim == 2: ref = _single(ref, 'reference')
+        if ref.ndim == 3 and ref.shape[0] == 1 and out.ndim == 3:
+            ref = ref.expand(out.shape[0], -1, -1)
+        elif ref.ndim == 3 and out.ndim == 2:
+            ref = _single(ref, 'reference')
         if ref.shape[-2:] != out.shape[-2:]:
             raise DeepSEEError(f"transfer: reference style {tuple(ref.shape)} does not match {tuple(out.shape)}")
         for k in style_rows(key, symmetric):
@@ -466,7 +489,8 @@ def restyle(model: DeepSEE, lr, style: torch.Tensor, mask, old_mask=None) -> tor
     if old_mask is not None:
         om = _check_mask(model, old_mask, new.shape[0]).expand(new.shape[0], -1, -1)
         before = F.one_hot(om.flatten(1), N_LABELS).amax(1).bool()
-    else: before = style.abs().sum(-1) > 0
+    else:
+        before = style.abs().sum(-1) > 0
     take = (present & ~before)[..., None]
     return torch.where(take, new, style)
 
@@ -509,7 +533,8 @@ class Session:
         t = dict(
             lr=self.lr.detach().float().cpu().contiguous(), mask=self.mask.detach().to(torch.uint8).cpu().contiguous()
         )
-        if self.style is not None: t['style'] = self.style.detach().float().cpu().contiguous()
+        if self.style is not None:
+            t['style'] = self.style.detach().float().cpu().contiguous()
         meta = dict(format=SESSION_FORMAT, version=str(SESSION_VERSION),
                     json=json.dumps(dict(seed=int(self.seed), model=str(self.model), consistent=bool(self.consistent),
                                          history=self.history, labels=list(LABELS))))
@@ -523,7 +548,8 @@ class Session:
         try:
             with safe_open(str(path), 'pt') as f:
                 meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e: raise DeepSEEError(f"{path}: not a session file ({type(e).__name__})") from None
+        except Exception as e:
+            raise DeepSEEError(f"{path}: not a session file ({type(e).__name__})") from None
         if meta.get('format') != SESSION_FORMAT: raise DeepSEEError(f"{path}: not a deepsee session file")
         if int(meta.get('version', 0)) > SESSION_VERSION:
             raise DeepSEEError(f"{path}: session version {meta['version']} is newer than this deepsee")
@@ -549,8 +575,10 @@ def _stems(paths: list[Path]) -> list[str]:
     return [f"{p.stem}_{p.suffix[1:]}" if stems.count(p.stem) > 1 else p.stem for p in paths]
 
 def _same(a: Path, b: Path) -> bool:
-    try: return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError: return False
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
 
 def check_outputs(outputs, inputs, overwrite: bool = False) -> None:
     "Refuse an output that is one of the inputs (always) or that exists (unless `overwrite`): nothing is lost."
@@ -660,15 +688,18 @@ def _run_upscale(a: argparse.Namespace) -> int:
         stems = _stems(paths)
         check_outputs([o for s in stems for o in _outputs(out, s, a.samples)], paths + [a.mask, a.guide, a.guide_mask],
                       a.overwrite)
-        for w in caught: _note(w)
+        for w in caught:
+            _note(w)
         caught.clear()
         out.mkdir(parents=True, exist_ok=True)
         src = str(model.meta.get('source', c.name))
         for p, stem, lr in progress(list(zip(paths, stems, lrs)), a.quiet):
             res = upscale(model, lr, mask, guide=guide, guide_mask=guide_mask, consistent=a.consistent, bf16=a.bf16)
             save_png(to_image(res.image[:1]), out / f"{stem}.png")
-            if res.mask is not None: save_mask(res.mask[:1], out / f"{stem}_mask.png")
-            if res.style is not None: _save_style(res.style[0], out / f"{stem}_style.safetensors", src)
+            if res.mask is not None:
+                save_mask(res.mask[:1], out / f"{stem}_mask.png")
+            if res.style is not None:
+                _save_style(res.style[0], out / f"{stem}_style.safetensors", src)
             if res.mask is not None:
                 Session(lr.cpu(), res.mask[:1].cpu(), None if res.style is None else res.style[:1].cpu(), a.seed, src,
                         a.consistent, [dict(op='upscale', input=str(p))]).save(out / f"{stem}.session.safetensors")
@@ -678,12 +709,15 @@ def _run_upscale(a: argparse.Namespace) -> int:
                 s = samples(model, lr, a.samples, a.delta, a.seed, a.batch_size, mask=res.mask[:1], style=res.style[:1],
                             consistent=a.consistent, bf16=a.bf16)
                 d = out / f"{stem}_samples"
-                for i in range(a.samples): save_png(to_image(s.image[i:i + 1]), d / f"{i:03d}.png")
+                for i in range(a.samples):
+                    save_png(to_image(s.image[i:i + 1]), d / f"{i:03d}.png")
                 _save_style(s.style, d / 'styles.safetensors', src)
                 save_png(grid(s.image), out / f"{stem}_samples.png")
                 msg += f", {a.samples} samples -> {d}"
-            if not a.quiet: say(msg)
-            for w in caught: _note(w)
+            if not a.quiet:
+                say(msg)
+            for w in caught:
+                _note(w)
             caught.clear()
     return 0
 
@@ -695,7 +729,8 @@ def main_upscale(argv: list[str]) -> int:
         if a.faces:
             raise DeepSEEError("--faces: whole photos are `deepsee upscale --faces` (deepsee.faces.main_upscale)")
         return _run_upscale(a)
-    except SystemExit as e: return int(e.code or 0) if isinstance(e.code, (int, type(None))) else 2
+    except SystemExit as e:
+        return int(e.code or 0) if isinstance(e.code, (int, type(None))) else 2
     except DeepSEEError as e:
         print(f"deepsee upscale: error: {e}", file=sys.stderr)
         return 2

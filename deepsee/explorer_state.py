@@ -28,7 +28,8 @@ def stroke_mask(shape: tuple[int, int], points: Sequence[tuple[float, float]], r
     out = np.zeros((H, W), bool)
     r = max(float(radius), 0.5)
     pts = [(float(x), float(y)) for x, y in points]
-    if len(pts) == 1: pts = pts * 2
+    if len(pts) == 1:
+        pts = pts * 2
     for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
         xa, xb = int(max(0, math.floor(min(x0, x1) - r))), int(min(W - 1, math.ceil(max(x0, x1) + r)))
         ya, yb = int(max(0, math.floor(min(y0, y1) - r))), int(min(H - 1, math.ceil(max(y0, y1) + r)))
@@ -64,8 +65,10 @@ class ExplorerState:
         self.gallery, self.gallery_images = None, None
         self.renders, self.image, self.last_model_mask, self.render_ms = 0, None, None, float('nan')
         self._sem, self._sem_mask, self._draw = None, None, None
-        if lr is None: self.load_example(seed)
-        else: self.load(lr, mask, hr, style)
+        if lr is None:
+            self.load_example(seed)
+        else:
+            self.load(lr, mask, hr, style)
 
     # --- loading ---------------------------------------------------------------------------------------------
     def load(self, lr: torch.Tensor, mask=None, hr: torch.Tensor | None = None, style: torch.Tensor | None = None,
@@ -79,15 +82,19 @@ class ExplorerState:
                 f"{name}: LR image is {lr.shape[-1]}x{lr.shape[-2]}, this model takes {c.lr_size}x{c.lr_size}"
             )
         self.lr, self.hr, self.name = lr[:1].float().cpu(), None if hr is None else hr[:1].float().cpu(), name
-        if mask is None: mask = initial_mask(self.model, self.lr, labels)
+        if mask is None:
+            mask = initial_mask(self.model, self.lr, labels)
         mask = torch.as_tensor(np.asarray(mask)) if not torch.is_tensor(mask) else mask
         mask = mask[None] if mask.ndim == 2 else mask
         validate_labels(mask, (c.hr_size, c.hr_size), 'mask')
         self.predicted = mask[0].cpu().numpy().astype(np.uint8)
         self.mask = self.predicted.copy()
-        if not c.style: self.style = None
-        elif style is not None: self.style = (style[0] if style.ndim == 3 else style).float().cpu().clone()
-        else: self.style = encode_style(self.model, self.lr, self.mask_tensor())[0].float().cpu()
+        if not c.style:
+            self.style = None
+        elif style is not None:
+            self.style = (style[0] if style.ndim == 3 else style).float().cpu().clone()
+        else:
+            self.style = encode_style(self.model, self.lr, self.mask_tensor())[0].float().cpu()
         self.gallery = self.gallery_images = None
         self._undo, self._redo, self.log = [], [], [dict(op='load', name=name)]
         self._reanchor()
@@ -283,7 +290,8 @@ class ExplorerState:
     def _mirrored(self, sel: np.ndarray, label):
         "(pixels, label) pairs of an edit: itself, and when mirroring its horizontal mirror with the partner label."
         yield sel, label
-        if self.mirror: yield sel[:, ::-1].copy(), None if label is None else int(FLIP_PERM[label])
+        if self.mirror:
+            yield sel[:, ::-1].copy(), None if label is None else int(FLIP_PERM[label])
 
     def begin_stroke(self, label=None, radius: float = 3.0):
         "Start a brush stroke with `label` (None: the eraser, which restores the predicted mask under the brush)."
@@ -301,8 +309,10 @@ class ExplorerState:
         sel = stroke_mask(self.mask.shape, pts, d['radius'])
         before = self.mask.copy()
         for px, lab in self._mirrored(sel, d['label']):
-            if lab is None: self.mask[px] = self.predicted[px]
-            else: self.mask = paint(self.mask, px, lab)
+            if lab is None:
+                self.mask[px] = self.predicted[px]
+            else:
+                self.mask = paint(self.mask, px, lab)
         return self.mask != before
 
     def end_stroke(self) -> bool:
@@ -313,13 +323,15 @@ class ExplorerState:
         if not changed:                                   # nothing happened: forget the snapshot
             self._undo.pop()
             self.log.pop()
-        else: self._after_mask_edit(d['mask0'])
+        else:
+            self._after_mask_edit(d['mask0'])
         return changed
 
     def stroke(self, points: Sequence[tuple[float, float]], label=None, radius: float = 3.0) -> bool:
         "A whole brush stroke through `points` (x, y) in mask pixels; `label` None erases."
         self.begin_stroke(label, radius)
-        for x, y in points: self.extend_stroke(x, y)
+        for x, y in points:
+            self.extend_stroke(x, y)
         return self.end_stroke()
 
     def fill(self, x: int, y: int, label) -> bool:
@@ -385,8 +397,10 @@ class ExplorerState:
         "The current solution as uint8 (H,W,3); records the exact mask tensor the model received."
         t0 = time.perf_counter()
         mask = self.mask_tensor()
-        if self.style is None: sr = upscale(self.model, self.lr, mask, consistent=self.consistent, bf16=self.bf16).image
-        else: sr = render(self.model, self.lr, mask, self.style[None], semantic=self._semantic(), consistent=self.consistent,
+        if self.style is None:
+            sr = upscale(self.model, self.lr, mask, consistent=self.consistent, bf16=self.bf16).image
+        else:
+            sr = render(self.model, self.lr, mask, self.style[None], semantic=self._semantic(), consistent=self.consistent,
                           bf16=self.bf16)
         self.last_model_mask, self.last_model_style = mask, None if self.style is None else self.style.clone()
         self.image, self.renders = to_uint8(sr[:1]), self.renders + 1

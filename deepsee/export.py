@@ -30,8 +30,10 @@ def plain_generator(gen: Generator) -> Generator:
     with torch.no_grad():
         for name, m in gen.named_modules():
             pre = f'{name}.' if name else ''
-            for k, v in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)): sd[pre + k] = v
-            if isinstance(m, nn.Conv2d) and parametrize.is_parametrized(m, 'weight'): sd[pre + 'weight'] = m.weight
+            for k, v in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
+                sd[pre + k] = v
+            if isinstance(m, nn.Conv2d) and parametrize.is_parametrized(m, 'weight'):
+                sd[pre + 'weight'] = m.weight
     out.load_state_dict({k: v.detach().clone() for k, v in sd.items() if 'parametrizations' not in k})
     return out
 
@@ -47,14 +49,17 @@ def _check(path: Path, module: nn.Module, inputs: dict) -> float:
     import onnxruntime as ort
     sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     got = sess.run(None, {k: v.cpu().numpy() for k, v in inputs.items()})[0]
-    with torch.no_grad(): ref = module(*inputs.values()).cpu().numpy()
+    with torch.no_grad():
+        ref = module(*inputs.values()).cpu().numpy()
     return float(np.abs(got - ref).max())
 
 def export_onnx(model: DeepSEE, out_dir, batch: int = 1, opset: int = 18, seed: int = 0) -> dict:
     """Write generator.onnx (+ style_encoder_lr/hr.onnx) to `out_dir`; return the onnxruntime-vs-PyTorch max abs
     differences."""
-    try: import onnxruntime  # noqa: F401
-    except ImportError: raise DeepSEEError("ONNX export needs `pip install onnx onnxruntime onnxscript`") from None
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise DeepSEEError("ONNX export needs `pip install onnx onnxruntime onnxscript`") from None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg, g = model.cfg, torch.Generator().manual_seed(seed)
@@ -70,7 +75,8 @@ def export_onnx(model: DeepSEE, out_dir, batch: int = 1, opset: int = 18, seed: 
             )
     gen = plain_generator(model.generator)
     gin = dict(lr=lr, labels=labels)
-    if cfg.style: gin['style'] = torch.rand(batch, cfg.n_labels, cfg.encoder.style_dim, generator=g) * 2 - 1
+    if cfg.style:
+        gin['style'] = torch.rand(batch, cfg.n_labels, cfg.encoder.style_dim, generator=g) * 2 - 1
     jobs.append(('generator', gen, gin))
     for name, module, inputs in jobs:
         path, t = out_dir / f'{name}.onnx', time.perf_counter()
@@ -95,10 +101,12 @@ def main_export(argv: list[str]) -> int:
     p.add_argument('--batch', type=int, default=1)
     p.add_argument('--opset', type=int, default=18)
     a = p.parse_args(argv)
-    if a.model: model = DeepSEE.load(a.model)
+    if a.model:
+        model = DeepSEE.load(a.model)
     else:
         from deepsee.explore import load_model
         model = load_model(None, 'cpu')
     rep = export_onnx(model.float().eval(), a.out, a.batch, a.opset)
-    for k, v in rep['files'].items(): print(f"{a.out}/{v['path']}: max |onnxruntime - torch| = {v['max_abs_diff']:.2e}")
+    for k, v in rep['files'].items():
+        print(f"{a.out}/{v['path']}: max |onnxruntime - torch| = {v['max_abs_diff']:.2e}")
     return 0

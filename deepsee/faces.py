@@ -77,18 +77,21 @@ def as_photo(image, name: str = 'image') -> np.ndarray:
     if isinstance(image, (str, Path)): return read_photo(image)
     if isinstance(image, Image.Image): return np.asarray(image.convert('RGB'))
     a = np.asarray(image)
-    if a.ndim == 2: a = np.repeat(a[..., None], 3, -1)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, -1)
     if a.ndim != 3 or a.shape[-1] not in (3, 4):
         raise DeepSEEError(f"{name}: expected an (H,W,3) RGB image, got shape {a.shape}")
     a = a[..., :3]
-    if np.issubdtype(a.dtype, np.floating): a = (np.clip(a, 0, 1) * 255).round()
+    if np.issubdtype(a.dtype, np.floating):
+        a = (np.clip(a, 0, 1) * 255).round()
     return np.ascontiguousarray(a.astype(np.uint8))
 
 # %% ../nbs/10_faces.ipynb #6230e480
 def affine3(m) -> np.ndarray:
     "The 3x3 homogeneous form of an affine matrix given as 2x3, 3x3 or (linear only) 2x2."
     m = np.asarray(m, np.float64)
-    if m.shape == (2, 2): m = np.c_[m, [0.0, 0.0]]
+    if m.shape == (2, 2):
+        m = np.c_[m, [0.0, 0.0]]
     if m.shape not in ((2, 3), (3, 3)): raise DeepSEEError(f"matrix: expected a 2x3 affine matrix, got shape {m.shape}")
     return np.vstack([m[:2], [0.0, 0.0, 1.0]])
 
@@ -124,7 +127,8 @@ def warp(image, matrix, size, mode: str = 'bicubic', origin=(0.0, 0.0), fill: fl
     is_t = torch.is_tensor(image)
     x = image if is_t else torch.from_numpy(np.array(image, copy=True))
     dtype = x.dtype
-    if not is_t: x = x.permute(2, 0, 1) if x.ndim == 3 else x[None]
+    if not is_t:
+        x = x.permute(2, 0, 1) if x.ndim == 3 else x[None]
     H, W = x.shape[-2:]
     h, w = _hw(size)
     m = affine3(matrix)[:2]
@@ -138,9 +142,11 @@ def warp(image, matrix, size, mode: str = 'bicubic', origin=(0.0, 0.0), fill: fl
     x1 = int(min(W, math.ceil(p[:, 0].max()) + 3 * k))
     y0 = int(max(0, math.floor(p[:, 1].min()) - 3 * k) // k * k)
     y1 = int(min(H, math.ceil(p[:, 1].max()) + 3 * k))
-    if x1 - x0 < k or y1 - y0 < k: x0, x1, y0, y1 = 0, W // k * k, 0, H // k * k  # sampled wholly outside
+    if x1 - x0 < k or y1 - y0 < k:
+        x0, x1, y0, y1 = 0, W // k * k, 0, H // k * k  # sampled wholly outside
     win = x[:, y0:y0 + (y1 - y0) // k * k, x0:x0 + (x1 - x0) // k * k].float()[None]
-    if k > 1: win = F.avg_pool2d(win, k)
+    if k > 1:
+        win = F.avg_pool2d(win, k)
     gx = (p[:, 0] - x0) / k / win.shape[-1] * 2 - 1
     gy = (p[:, 1] - y0) / k / win.shape[-2] * 2 - 1
     grid = torch.tensor(np.stack([gx, gy], 1), dtype=torch.float32, device=win.device).view(1, h, w, 2)
@@ -254,8 +260,10 @@ def _dlib(landmarks: int = 68, path: str | None = None):
     import dlib
     if landmarks not in DLIB_MODELS: raise DeepSEEError(f"landmarks: expected 68 or 5, got {landmarks}")
     f = package_file('face_recognition_models', DLIB_MODELS[landmarks], path)
-    try: predictor = dlib.shape_predictor(str(f))
-    except RuntimeError as e: raise DeepSEEError(f"{f}: not a dlib shape predictor ({e})") from None
+    try:
+        predictor = dlib.shape_predictor(str(f))
+    except RuntimeError as e:
+        raise DeepSEEError(f"{f}: not a dlib shape predictor ({e})") from None
     return dlib.get_frontal_face_detector(), predictor
 
 def scan_faces(image, convention: str = 'celebamaskhq', size: int | None = None, landmarks: int = 68,
@@ -282,12 +290,15 @@ def scan_faces(image, convention: str = 'celebamaskhq', size: int | None = None,
         pts = np.array([(p.x + 0.5, p.y + 0.5) for p in predictor(photo, full).parts()], np.float64)
         face = Face(box, float(sc), pts, convention, size, alignment_transform(pts, convention, size), (W, H))
         why = None
-        if face.side < min_side: why = f"too small (crop side {face.side:.0f} px < {min_side:g} px)"
-        elif face.outside() > max_outside: why = f"too large (crop {face.outside():.0%} outside the photo)"
+        if face.side < min_side:
+            why = f"too small (crop side {face.side:.0f} px < {min_side:g} px)"
+        elif face.outside() > max_outside:
+            why = f"too large (crop {face.outside():.0%} outside the photo)"
         if why:
             rejected.append(dict(box=[round(v, 1) for v in box], score=round(float(sc), 3), reason=why))
             continue
-        if crops: face.crop = warp(photo, face.transform, size)
+        if crops:
+            face.crop = warp(photo, face.transform, size)
         faces.append(face)
     return faces, rejected
 
@@ -430,8 +441,10 @@ def parser_path(path=None) -> Path:
 @functools.lru_cache(maxsize=2)
 def _load_parser(path: str | None, device: str) -> BiSeNet:
     f = parser_path(path)
-    try: sd = torch.load(f, map_location='cpu', weights_only=True)
-    except Exception as e: raise DeepSEEError(f"{f}: cannot read the parser weights ({type(e).__name__}: {e})") from None
+    try:
+        sd = torch.load(f, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise DeepSEEError(f"{f}: cannot read the parser weights ({type(e).__name__}: {e})") from None
     net = BiSeNet(19)
     own = net.state_dict()
     if (
@@ -563,7 +576,8 @@ def label_folder(folder, out, convention: str = 'celebamaskhq', size: int | None
                   faces=[], skipped_photos=[], skipped_faces=[], weak_detections=[])
     t0 = time.time()
     for i, p in enumerate(photos):
-        try: photo = read_photo(p)
+        try:
+            photo = read_photo(p)
         except DeepSEEError as e:
             report['skipped_photos'].append(dict(photo=p.name, reason=f"unreadable ({str(e).split(': ', 1)[-1]})"))
             continue
@@ -587,7 +601,8 @@ def label_folder(folder, out, convention: str = 'celebamaskhq', size: int | None
             stem = f"{p.stem}_{p.suffix[1:].lower()}_{k}" if stems.count(p.stem) > 1 else f"{p.stem}_{k}"
             save_face(out, stem, f.crop, lab)
             report['faces'].append(dict(stem=stem, photo=p.name, **f.to_json()))
-        if progress: print(f"[{i + 1}/{len(photos)}] {p.name}: {len(faces)} face(s)", file=sys.stderr)
+        if progress:
+            print(f"[{i + 1}/{len(photos)}] {p.name}: {len(faces)} face(s)", file=sys.stderr)
     counts: dict[str, int] = {}
     for r in report['skipped_photos'] + report['skipped_faces']:
         key = r['reason'].split(' (')[0]
@@ -684,7 +699,8 @@ def paste_back(photo, face: Face, sr_face, parse, radius: float | None = None, m
     sr = _to_uint8_image(sr_face)
     parse = validate_labels(np.asarray(parse), name='parse')
     S = sr.shape[0]
-    if parse.shape != (S, S): parse = np.asarray(Image.fromarray(parse.astype(np.uint8)).resize((S, S), Image.NEAREST))
+    if parse.shape != (S, S):
+        parse = np.asarray(Image.fromarray(parse.astype(np.uint8)).resize((S, S), Image.NEAREST))
     H, W = photo.shape[:2]
     alpha, (x0, y0, x1, y1) = paste_mask(photo.shape, face, parse, radius)
     T = face.transform_at(S, (W / face.image_size[0], H / face.image_size[1]))
@@ -755,7 +771,8 @@ def upscale_faces(model, photo, factor: float | None = None, samples: int = 0, s
     cfg, dev = model.cfg, model.device
     if samples and not cfg.style: raise DeepSEEError(f"samples: variant {cfg.variant!r} has no style matrix to sample")
     if factor is not None and not factor > 0: raise DeepSEEError(f"factor: must be positive, got {factor}")
-    if isinstance(photo, (str, Path)) and name == 'photo': name = str(photo)
+    if isinstance(photo, (str, Path)) and name == 'photo':
+        name = str(photo)
     photo = as_photo(photo, name)
     H, W = photo.shape[:2]
     factor = float(cfg.factor if factor is None else factor)
@@ -782,14 +799,18 @@ def upscale_faces(model, photo, factor: float | None = None, samples: int = 0, s
     if not keep: raise DeepSEEError(f"{name}: the parser finds no face in the {len(faces)} detected face(s) "
                                     "(too small or blurry for it?)")
     faces, pasted = [faces[i] for i in keep], np.stack([parses[i] for i in keep])
-    if mode == 'parse': labels = torch.from_numpy(pasted.astype(np.int64)).to(dev)
+    if mode == 'parse':
+        labels = torch.from_numpy(pasted.astype(np.int64)).to(dev)
     hr = _to_model(np.stack([f.crop for f in faces]), dev)
     lr = downsample(hr, cfg.factor).clamp(-1, 1)
     with torch.inference_mode():
-        if mode == 'segmenter': labels = model.predict_mask(lr).long()
+        if mode == 'segmenter':
+            labels = model.predict_mask(lr).long()
         style = None
-        if guide is not None: style = model.encode_style(g, gm, 'hr').expand(len(faces), -1, -1)
-        elif cfg.style: style = model.encode_style(lr, labels, 'lr')
+        if guide is not None:
+            style = model.encode_style(g, gm, 'hr').expand(len(faces), -1, -1)
+        elif cfg.style:
+            style = model.encode_style(lr, labels, 'lr')
         styles = [style]  # the default solution, then `samples` alternatives S + U(-delta, delta), seeded
         if samples:
             gen = torch.Generator().manual_seed(int(seed))
@@ -808,7 +829,8 @@ def upscale_faces(model, photo, factor: float | None = None, samples: int = 0, s
     photos = []
     for sr in srs:
         out = base
-        for f, s, lab in zip(faces, sr, pasted): out = paste_back(out, f, s, lab, radius, match_colour)
+        for f, s, lab in zip(faces, sr, pasted):
+            out = paste_back(out, f, s, lab, radius, match_colour)
         photos.append(out)
     lr_np = ((lr.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return FaceUpscale(photos, faces, lr_np, lab_np, srs, factor, mode, rejected, pasted)
@@ -816,8 +838,10 @@ def upscale_faces(model, photo, factor: float | None = None, samples: int = 0, s
 # %% ../nbs/10_faces.ipynb #385cf9c0
 def _load_model(spec, device, random_weights: bool = False):
     "A model through deepsee.explore's loader (bundle dir, preset or the bundled demo), else a bundle directory."
-    try: from deepsee.explore import load_model
-    except ImportError: load_model = None
+    try:
+        from deepsee.explore import load_model
+    except ImportError:
+        load_model = None
     if load_model is not None: return load_model(spec, device, random_weights)
     from deepsee.model import DeepSEE
     if spec is None: raise DeepSEEError("--model: a model bundle directory is needed")
@@ -870,12 +894,14 @@ def _face_outputs(out: Path, stem: str, samples: int, crops: bool) -> list[Path]
 
 def _write_faces(a, out: Path, p: Path, stem: str, res: FaceUpscale, model) -> list[str]:
     names = [f'{stem}_faces.png'] + [f'{stem}_faces_samples/{k:03d}.png' for k in range(a.samples)]
-    for n, ph in zip(names, res.photos): write_image(ph, out / n)
+    for n, ph in zip(names, res.photos):
+        write_image(ph, out / n)
     if a.crops:
         for i in range(len(res.faces)):
             write_image(res.lr[i], out / f'{stem}_face{i}_lr.png')
             write_image(colorize(res.masks[i]), out / f'{stem}_face{i}_mask.png')
-            for k, sr in enumerate(res.sr): write_image(sr[i], out / f'{stem}_face{i}_sr{k}.png')
+            for k, sr in enumerate(res.sr):
+                write_image(sr[i], out / f'{stem}_face{i}_sr{k}.png')
     info = dict(photo=str(p), model=str(model.meta.get('source', a.model)), factor=res.factor, mask=res.mask_mode,
                 samples=a.samples, seed=a.seed, delta=a.delta, guide=a.guide, outputs=names,
                 faces=[f.to_json() for f in res.faces], rejected=res.rejected)
@@ -886,8 +912,10 @@ def main_upscale(argv: list[str]) -> int:
     "`deepsee upscale`: whole photos with `--faces` (below), face crops otherwise (`deepsee.explore.main_upscale`)."
     from deepsee.explore import main_upscale as upscale_crops
     if '--faces' not in argv: return upscale_crops(argv)
-    try: return int(main_upscale_faces([x for x in argv if x != '--faces']) or 0)
-    except SystemExit as e: return int(e.code or 0) if isinstance(e.code, (int, type(None))) else 2
+    try:
+        return int(main_upscale_faces([x for x in argv if x != '--faces']) or 0)
+    except SystemExit as e:
+        return int(e.code or 0) if isinstance(e.code, (int, type(None))) else 2
     except DeepSEEError as e:
         print(f"deepsee upscale: error: {e}", file=sys.stderr)
         return 2
@@ -923,5 +951,6 @@ def main_upscale_faces(argv: list[str]) -> int:
             say(f"{p}: {len(res.faces)} face(s) super-resolved, photo upscaled {res.factor:g}x -> {out / names[0]}"
                 + (f", {a.samples} samples -> {out / (stem + '_faces_samples')}" if a.samples else ''))
     if folder and not done: raise DeepSEEError(f"{src}: none of its {len(paths)} photos has a usable face")
-    if skipped and not a.quiet: say(f"{done} photo(s) written to {out}, {len(skipped)} skipped (notes above)")
+    if skipped and not a.quiet:
+        say(f"{done} photo(s) written to {out}, {len(skipped)} skipped (notes above)")
     return 0

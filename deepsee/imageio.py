@@ -31,7 +31,8 @@ def header(path, what: str = 'image') -> tuple[tuple[int, int], str]:
             f"{path}: no such {what} file" if not path.exists() else f"{path}: is a directory, expected an {what} file"
         )
     try:
-        with Image.open(path) as im: return im.size, im.mode
+        with Image.open(path) as im:
+            return im.size, im.mode
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DeepSEEError(f"{path}: not a readable {what} ({_why(e)})") from None
 
@@ -73,7 +74,8 @@ def label_image(labels, palette: bool = False) -> Image.Image:
     """PIL image of a label map: grey label indices, or (`palette`) palette mode whose indices are labels and colours
     PALETTE."""
     im = Image.fromarray(np.asarray(labels, np.uint8), 'P' if palette else 'L')
-    if palette: im.putpalette(PALETTE.ravel().tolist())
+    if palette:
+        im.putpalette(PALETTE.ravel().tolist())
     return im
 
 def write_image(image, path, **kw) -> Path:
@@ -101,15 +103,19 @@ def rgb_of(im: Image.Image, name: str = 'image', warn: bool = True) -> np.ndarra
     grey_p = mode == 'P' and np.all(arr[..., 0] == arr[..., 1]) and np.all(arr[..., 1] == arr[..., 2])
     if mode in ('1', 'L', 'LA', 'La', 'I', 'F') or mode.startswith('I;16') or grey_p:
         notes.append('grayscale converted to RGB')
-    elif mode not in ('RGB', 'RGBA', 'P', 'RGBa'): notes.append(f'{mode} converted to RGB')
-    if alpha: notes.append('alpha channel dropped')
-    if notes and warn: warnings.warn(f"{name}: {', '.join(notes)}", DeepSEEWarning, stacklevel=3)
+    elif mode not in ('RGB', 'RGBA', 'P', 'RGBa'):
+        notes.append(f'{mode} converted to RGB')
+    if alpha:
+        notes.append('alpha channel dropped')
+    if notes and warn:
+        warnings.warn(f"{name}: {', '.join(notes)}", DeepSEEWarning, stacklevel=3)
     return np.array(arr, dtype=np.uint8, copy=True)
 
 def read_rgb(path, size: int | None = None, warn: bool = True) -> np.ndarray:
     "RGB uint8 (H,W,3) of an image file, resized to `size` x `size` (antialiased bicubic) when given."
     im = Image.fromarray(rgb_of(decode(path), str(path), warn))
-    if size is not None and im.size != (size, size): im = im.resize((size, size), Image.BICUBIC)
+    if size is not None and im.size != (size, size):
+        im = im.resize((size, size), Image.BICUBIC)
     return np.asarray(im)
 
 def read_labels(path, size: int | None = None) -> np.ndarray:
@@ -119,14 +125,16 @@ def read_labels(path, size: int | None = None) -> np.ndarray:
     path = Path(path)
     im = decode(path, 'image (mask)')
     if im.mode not in MASK_MODES: raise DeepSEEError(f"{path}: unsupported mask image mode {im.mode}")
-    if im.mode == 'P' and np.asarray(im).max(initial=0) >= N_LABELS: im = im.convert('RGB')
+    if im.mode == 'P' and np.asarray(im).max(initial=0) >= N_LABELS:
+        im = im.convert('RGB')
     if im.mode in ('RGB', 'RGBA', 'RGBa', 'CMYK', 'YCbCr', 'PA'):
         rgb = np.asarray(im.convert('RGB'))
         grey = (
             (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all() and rgb.max(initial=0) < N_LABELS
         )
         arr = rgb[..., 0] if grey else palette_to_labels(rgb, name=str(path))
-    else: arr = np.asarray(im.convert('L') if im.mode in ('LA', '1') else im).astype(np.int64)
+    else:
+        arr = np.asarray(im.convert('L') if im.mode in ('LA', '1') else im).astype(np.int64)
     if arr.size and arr.max() >= N_LABELS:
         v = int(arr.max())
         ys, xs = np.nonzero(arr == v)

@@ -42,7 +42,8 @@ VGG_WEIGHTS = (1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0)
 
 def vgg_loss(vgg: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     "Weighted L1 between VGG19 relu1_1..relu5_1 features of `fake` and `real` (targets, no gradient)."
-    with torch.no_grad(): fr = vgg(real)
+    with torch.no_grad():
+        fr = vgg(real)
     ff = vgg(fake)
     return sum(w * F.l1_loss(a, b.detach()) for w, a, b in zip(VGG_WEIGHTS, ff, fr))
 
@@ -86,7 +87,8 @@ class VGG19Features(nn.Module):
         pad = 'reflect' if fmt == 'normalised' else 'zeros'
         convs, layers, c = [], [], 3
         for v in _VGG_CFG:
-            if v == 'M': layers.append(nn.MaxPool2d(2, 2, ceil_mode=(fmt == 'normalised')))
+            if v == 'M':
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=(fmt == 'normalised')))
             else:
                 conv = nn.Conv2d(c, v, 3, padding=1, padding_mode=pad)
                 convs.append(conv)
@@ -99,7 +101,8 @@ class VGG19Features(nn.Module):
         self.register_buffer('mean', torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer('std', torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
         self.pre = nn.Conv2d(3, 3, 1) if fmt == 'normalised' else None
-        if pretrained: self._load(sd, convs)
+        if pretrained:
+            self._load(sd, convs)
         self.requires_grad_(False).eval()
 
     def _load(self, sd, convs):
@@ -127,6 +130,7 @@ class VGG19Features(nn.Module):
         out = []
         for i, l in enumerate(self.features):
             x = l(x)
-            if i in self.taps: out.append(x)
+            if i in self.taps:
+                out.append(x)
             if len(out) == len(VGG_LAYERS): break
         return out

@@ -87,7 +87,8 @@ def _prepare(sr, hr, convention: str, crop: int | None, factor: int | None, quan
             raise DeepSEEError("crop: convention 'y' crops a border of `factor` pixels; give factor= or crop=")
         crop = 0 if convention == 'rgb' else int(factor)
     a, b = _to_255(sr, quantize), _to_255(hr, quantize)
-    if convention == 'y': a, b = rgb_to_y(a), rgb_to_y(b)
+    if convention == 'y':
+        a, b = rgb_to_y(a), rgb_to_y(b)
     if crop:
         if 2 * crop >= min(a.shape[-2:]):
             raise DeepSEEError(f"crop: {crop} px leaves nothing of a {tuple(a.shape[-2:])} image")
@@ -142,7 +143,8 @@ _ALEX_SLICES = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}   # torchvision features.<i> -> l
 def alexnet_path(path: str | os.PathLike | None = None) -> Path:
     "The AlexNet trunk file for LPIPS: `path` (a file or a folder holding it) or torch hub's checkpoint folder."
     p = Path(path) if path is not None else Path(torch.hub.get_dir()) / 'checkpoints' / ALEXNET_FILE
-    if p.is_dir(): p = p / ALEXNET_FILE
+    if p.is_dir():
+        p = p / ALEXNET_FILE
     if not p.is_file():
         raise DeepSEEError(
             f"{p}: LPIPS needs torchvision's AlexNet weights {ALEXNET_FILE} here (no package carries them; "
@@ -168,7 +170,8 @@ def lpips_model(path: str | os.PathLike | None = None, device: str | torch.devic
         torch.manual_seed(seed)
         net = lpips.LPIPS(net='alex', version='0.1', pretrained=True, pnet_rand=True, verbose=False)
     if trunk is not None:
-        try: net.net.load_state_dict(trunk, strict=True)
+        try:
+            net.net.load_state_dict(trunk, strict=True)
         except RuntimeError as e:
             raise DeepSEEError(f"{file}: AlexNet weights do not fit: {str(e).splitlines()[0]}") from None
     net.deepsee_backbone = (
@@ -298,7 +301,8 @@ def fid_inception_weights(cache_dir: str | os.PathLike | None = None) -> Path:
 def _check_fidelity_loads(path) -> None:
     "Fail at conversion time, not later: torch-fidelity's network must load the file strictly."
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-    try: FeatureExtractorInceptionV3('inception-v3-compat', ['2048'], feature_extractor_weights_path=str(path))
+    try:
+        FeatureExtractorInceptionV3('inception-v3-compat', ['2048'], feature_extractor_weights_path=str(path))
     except RuntimeError as e:
         raise DeepSEEError(
             f"{FID_CONVERTED_FILE}: does not fit torch-fidelity's inception-v3-compat: {str(e).splitlines()[0]}"
@@ -320,9 +324,11 @@ def inception_extractor(weights: str | os.PathLike | None = None, device: str | 
 def _batches(images, batch_size: int):
     if torch.is_tensor(images):
         _check_images(images, 'images')
-        for i in range(0, len(images), batch_size): yield images[i:i + batch_size]
+        for i in range(0, len(images), batch_size):
+            yield images[i:i + batch_size]
     else:
-        for b in images: yield _check_images(b, 'images')
+        for b in images:
+            yield _check_images(b, 'images')
 
 @torch.no_grad()
 def inception_features(images, weights=None, device: str | torch.device = 'cpu', batch_size: int = 32) -> torch.Tensor:
@@ -355,7 +361,8 @@ def fid_from_features(real: torch.Tensor, fake: torch.Tensor, exact_small: bool 
                 f"{n}: FID needs a (N,D) feature tensor with N >= 2, got {tuple(getattr(f, 'shape', ()))}"
             )
     low_rank = exact_small and len(real) + len(fake) <= real.shape[1]
-    if low_rank: value = _fid_low_rank(real, fake)
+    if low_rank:
+        value = _fid_low_rank(real, fake)
     else:
         value = fid_statistics_to_metric(fid_features_to_statistics(real.double().cpu()),
                                          fid_features_to_statistics(fake.double().cpu()), verbose=False)[KEY_METRIC_FID]
@@ -409,7 +416,8 @@ def diversity(samples: torch.Tensor, lpips_net=None, quantize: bool = False) -> 
     i, j = torch.combinations(torch.arange(groups.shape[1]), 2).unbind(1)
     vals = []
     for grp in groups:
-        if lpips_net is not None: d = lpips_distance(grp[i], grp[j], lpips_net, quantize).values
+        if lpips_net is not None:
+            d = lpips_distance(grp[i], grp[j], lpips_net, quantize).values
         else:
             x = _to_255(grp, quantize)
             d = ((x[i] - x[j]) ** 2).flatten(1).mean(1).sqrt()
@@ -421,7 +429,8 @@ def diversity(samples: torch.Tensor, lpips_net=None, quantize: bool = False) -> 
         pairs=len(i),
         quantized=bool(quantize),
     )
-    if lpips_net is not None: settings['backbone'] = getattr(lpips_net, 'deepsee_backbone', 'unknown')
+    if lpips_net is not None:
+        settings['backbone'] = getattr(lpips_net, 'deepsee_backbone', 'unknown')
     return Score(torch.stack(vals).double(), settings)
 
 # %% ../nbs/05_metrics.ipynb #6f8dce10
@@ -430,7 +439,8 @@ def disentanglement(out_a: torch.Tensor, out_b: torch.Tensor, labels, k: int | s
     _check_pair(out_a, out_b, ('out_a', 'out_b'))
     k = label_index(k)
     lab = torch.as_tensor(validate_labels(labels, name='labels'))
-    if lab.dim() == 2: lab = lab[None]
+    if lab.dim() == 2:
+        lab = lab[None]
     if len(lab) != len(out_a): raise DeepSEEError(f"labels: {len(lab)} maps for {len(out_a)} images")
     H, W = out_a.shape[-2:]
     if tuple(lab.shape[-2:]) != (H, W):
@@ -527,7 +537,8 @@ class PairEvaluator:
         self._add('ssim', ssim(sr, hr))
         self._add('psnr_y', psnr(sr, hr, 'y', crop=self.y_crop))
         self._add('ssim_y', ssim(sr, hr, 'y', crop=self.y_crop))
-        if self.lpips_net is not None: self._add('lpips', lpips_distance(sr, hr, self.lpips_net))
+        if self.lpips_net is not None:
+            self._add('lpips', lpips_distance(sr, hr, self.lpips_net))
         if lr is not None:
             c = lr_consistency(sr, lr, self.factor)
             self._add('lr_consistency', c)
@@ -576,11 +587,13 @@ def results_frame(rows: list[dict]):
     df = pd.DataFrame(flat)
     extra = [c for c in df.columns if c not in RESULT_COLUMNS]
     for c in RESULT_COLUMNS[:5]:
-        if c not in df.columns: df[c] = None
+        if c not in df.columns:
+            df[c] = None
     cols = [c for c in RESULT_COLUMNS if c in df.columns] + extra
     df = df[cols]
     for c in cols:
-        if c in RESULT_COLUMNS and c != 'method': df[c] = pd.to_numeric(df[c], errors='coerce')
+        if c in RESULT_COLUMNS and c != 'method':
+            df[c] = pd.to_numeric(df[c], errors='coerce')
     return df
 
 def _cell(v, digits: int | None) -> str:
@@ -605,7 +618,8 @@ def _jsonable(v):
     if isinstance(v, dict): return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)): return [_jsonable(x) for x in v]
     if torch.is_tensor(v): return _jsonable(v.tolist())
-    if isinstance(v, (np.generic,)): v = v.item()
+    if isinstance(v, (np.generic,)):
+        v = v.item()
     if isinstance(v, float) and not math.isfinite(v): return None
     return v
 
@@ -618,7 +632,8 @@ def write_results(rows: list[dict], out_dir: str | os.PathLike, settings: dict |
     df = results_frame(rows)
     table_rows = [{k: _jsonable(v) for k, v in r.items() if k in df.columns} for r in df.to_dict('records')]
     for tr, r in zip(table_rows, rows):
-        if 'settings' in r: tr['settings'] = _jsonable(r['settings'])
+        if 'settings' in r:
+            tr['settings'] = _jsonable(r['settings'])
     paths = {'json': out / f'{name}.json', 'md': out / f'{name}.md', 'csv': out / f'{name}.csv'}
     texts = {'json': json.dumps({'columns': list(df.columns), 'rows': table_rows,
                                  'settings': _jsonable(settings or {})}, indent=1) + '\n',

@@ -56,8 +56,10 @@ class DeepSEE(nn.Module):
         lr = self.check_lr(lr)
         c, B = self.cfg, lr.shape[0]
         if mask is None:
-            if c.semantics or c.style: mask = self.predict_mask(lr).long()
-        else: mask = self.check_mask(mask, B)
+            if c.semantics or c.style:
+                mask = self.predict_mask(lr).long()
+        else:
+            mask = self.check_mask(mask, B)
         if not c.style:
             if style is not None or guide is not None:
                 raise DeepSEEError(f"variant {c.variant!r} has no style input (style/guide given)")
@@ -84,15 +86,18 @@ class DeepSEE(nn.Module):
             if self.segmenter is None:
                 raise DeepSEEError("guide: this model has no segmenter to label the guide photo; pass its mask")
             guide_mask = self.predict_mask(downsample(guide, c.factor)).long()
-        else: guide_mask = self.check_mask(guide_mask, guide.shape[0], 'guide mask')
+        else:
+            guide_mask = self.check_mask(guide_mask, guide.shape[0], 'guide mask')
         return self.encode_style(guide, guide_mask.expand(guide.shape[0], -1, -1), 'hr')
 
     def check_lr(self, lr, name: str = 'lr') -> torch.Tensor:
         "An LR batch (B,3,h,w) in [-1,1] at the model's LR size, on its device (one clear line otherwise)."
-        if isinstance(lr, np.ndarray): lr = torch.from_numpy(lr)
+        if isinstance(lr, np.ndarray):
+            lr = torch.from_numpy(lr)
         if not torch.is_tensor(lr):
             raise DeepSEEError(f"{name}: expected a tensor (B,3,h,w) in [-1,1], got {type(lr).__name__}")
-        if lr.ndim == 3: lr = lr[None]
+        if lr.ndim == 3:
+            lr = lr[None]
         s, c = self.cfg.lr_size, self.cfg
         if lr.ndim != 4 or lr.shape[1] != 3:
             raise DeepSEEError(f"{name}: expected an image batch (B,3,{s},{s}), got shape {tuple(lr.shape)}")
@@ -112,10 +117,12 @@ class DeepSEE(nn.Module):
 
     def check_mask(self, mask, batch: int, name: str = 'mask') -> torch.Tensor:
         "A label map (1 or `batch`,H,W) at the model's HR size, as int64 on its device."
-        if isinstance(mask, np.ndarray): mask = torch.from_numpy(mask)
+        if isinstance(mask, np.ndarray):
+            mask = torch.from_numpy(mask)
         if not torch.is_tensor(mask):
             raise DeepSEEError(f"{name}: expected an integer tensor (B,H,W), got {type(mask).__name__}")
-        if mask.ndim == 2: mask = mask[None]
+        if mask.ndim == 2:
+            mask = mask[None]
         validate_labels(mask, (self.cfg.hr_size,) * 2, name)
         if mask.shape[0] not in (1, batch):
             raise DeepSEEError(f"{name}: batch {mask.shape[0]} does not match the LR batch {batch}")
@@ -125,7 +132,8 @@ class DeepSEE(nn.Module):
         "A style matrix (B,19,d) of the model's width, float32 on its device."
         if not torch.is_tensor(style):
             raise DeepSEEError(f"{name}: expected a tensor (B,19,d), got {type(style).__name__}")
-        if style.ndim == 2: style = style[None]
+        if style.ndim == 2:
+            style = style[None]
         want = (self.cfg.n_labels, self.cfg.encoder.style_dim)
         if style.ndim != 3 or tuple(style.shape[1:]) != want:
             raise DeepSEEError(
@@ -156,12 +164,16 @@ class DeepSEE(nn.Module):
         if not path.is_dir(): raise DeepSEEError(f"{path}: not a directory (expected a model bundle)")
         for f in (cj, wf):
             if not f.exists(): raise DeepSEEError(f"{path}: not a model bundle ({f.name} is missing)")
-        try: d = json.loads(cj.read_text())
-        except json.JSONDecodeError as e: raise DeepSEEError(f"{cj}: invalid JSON ({e})") from None
+        try:
+            d = json.loads(cj.read_text())
+        except json.JSONDecodeError as e:
+            raise DeepSEEError(f"{cj}: invalid JSON ({e})") from None
         if not isinstance(d, dict) or 'config' not in d: raise DeepSEEError(f"{cj}: not a deepsee model config")
         model = cls(config_from_dict(d['config'], str(cj)), segmenter=d.get('segmenter', False), meta=d.get('meta'))
-        try: sd = load_file(str(wf))
-        except Exception as e: raise DeepSEEError(f"{wf}: cannot read safetensors ({e})") from None
+        try:
+            sd = load_file(str(wf))
+        except Exception as e:
+            raise DeepSEEError(f"{wf}: cannot read safetensors ({e})") from None
         load_state_checked(model, sd, str(wf))
         return model.to(device).eval()
 
@@ -199,7 +211,8 @@ def param_counts(cfg: DeepSEEConfig) -> dict:
         try:
             from deepsee.segmentation import Segmenter
             out['segmenter'] = n(Segmenter(cfg))
-        except ImportError: out['segmenter'] = None
+        except ImportError:
+            out['segmenter'] = None
     return out
 
 # %% auto #0

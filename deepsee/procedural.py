@@ -37,7 +37,8 @@ def face_identity(identity: int) -> dict:
     r = np.random.default_rng([int(identity) & 0xFFFFFFFFFFFF, 0x1DE])
     skin = _interp_rows(_SKIN_TONES, r.uniform(0, len(_SKIN_TONES) - 1)) * r.uniform(0.95, 1.05, 3)
     hair = _HAIR_COLOURS[r.integers(len(_HAIR_COLOURS))] * r.uniform(0.85, 1.15, 3)
-    if r.random() < 0.08: hair = r.uniform(0.1, 0.9, 3)  # dyed
+    if r.random() < 0.08:
+        hair = r.uniform(0.1, 0.9, 3)  # dyed
     lips = skin * np.array([0.92, 0.58, 0.58]) if r.random() < 0.7 else r.uniform([0.45, 0.0, 0.1], [0.9, 0.3, 0.5])
     style = HAIR_STYLES[r.choice(len(HAIR_STYLES), p=[0.08, 0.22, 0.17, 0.25, 0.1, 0.1, 0.08])]
     glasses = r.random() < 0.25
@@ -187,7 +188,8 @@ class _Canvas:
             x = self.hx + self.scale * (cu * self.cos - cv * self.sin)
             y = self.hy + self.scale * (cu * self.sin + cv * self.cos)
             r = r * self.scale
-        else: x, y = cu, cv
+        else:
+            x, y = cu, cv
         s = self.size
         to = lambda t: int(min(max(math.floor((t + 1) / 2 * s), 0), s))
         return slice(to(y - r), to(y + r) + 1), slice(to(x - r), to(x + r) + 1)
@@ -196,7 +198,8 @@ class _Canvas:
         "Write label `k` where `shape(u - cu, v - cv)` holds, inside the window of radius `r`."
         sl = self.window(cu, cv, r)
         m = shape(self.U[sl] - cu, self.V[sl] - cv)
-        if where is not None: m &= where(self.L[sl])
+        if where is not None:
+            m &= where(self.L[sl])
         self.L[sl][m] = k
 
     def paint_image(self, k: int, mask: np.ndarray, sl=(slice(None), slice(None))):
@@ -233,9 +236,12 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
     dx = X - bx
     above = Y > sy + 0.35 * np.clip(np.abs(dx) - nw, 0, None) ** 1.2        # below the shoulder line
     nlw, nld = p['neckline_w'], p['neckline_d']
-    if p['neckline'] == 0: cut = ((dx / nlw) ** 2 + ((Y - sy) / nld) ** 2 < 1)           # round
-    elif p['neckline'] == 1: cut = (np.abs(dx) / nlw + (Y - sy) / (nld * 1.6) < 1) & (Y > sy - 0.05)  # V
-    else: cut = ((dx / nlw) ** 2 + ((Y - sy) / (nld * 0.3)) ** 2 < 1)                    # crew
+    if p['neckline'] == 0:
+        cut = ((dx / nlw) ** 2 + ((Y - sy) / nld) ** 2 < 1)           # round
+    elif p['neckline'] == 1:
+        cut = (np.abs(dx) / nlw + (Y - sy) / (nld * 1.6) < 1) & (Y > sy - 0.05)  # V
+    else:
+        cut = ((dx / nlw) ** 2 + ((Y - sy) / (nld * 0.3)) ** 2 < 1)                    # crew
     cv.paint_image(17, ((np.abs(dx) < nw) & (Y > neck_top)) | (above & cut))
     cv.paint_image(18, above & ~cut)
     g.update(bx=bx, nw=nw, sy=sy, chin_y=p['hy'] + b * p['scale'])
@@ -256,7 +262,8 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
             cv.paint(k, lambda du, dv, w=w: _ellipse(du, dv * (1 + 0.25 * (dv > 0)), w, eh), cu, cv_, max(w, eh))
     style = p['hair_style']
     hv = p['hair_volume']
-    if style in ('bald',): outer = None
+    if style in ('bald',):
+        outer = None
     elif style == 'short':
         outer = lambda du, dv: (
             _ellipse(du, dv + b * 0.06, a * (1.03 + hv * 0.5), b * (1.04 + hv)) & (dv < b * (p['ear_y'] - 0.12))
@@ -295,7 +302,8 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
         paint_ears()
         cv.paint(13, outer, 0.0, 0.0, R)
     else:
-        if outer is not None: cv.paint(13, outer, 0.0, 0.0, R)
+        if outer is not None:
+            cv.paint(13, outer, 0.0, 0.0, R)
         paint_ears()
     cv.paint(1, head, 0.0, 0.0, max(a, b) * 1.02)
     g.update(ears=ears, ear_h=eh)
@@ -405,9 +413,12 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
         ra = a * 0.035
         for k, cu, cvv, w, side in ears:
             lv = cvv + eh * 0.95
-            if p['earring_kind'] == 0: shp = lambda du, dv: _ellipse(du, dv, ra, ra)
-            elif p['earring_kind'] == 1: shp = lambda du, dv: np.abs(np.hypot(du, dv - ra * 2) - ra * 2) < ra * 0.45
-            else: shp = lambda du, dv: _ellipse(du, dv - ra * 2, ra * 0.9, ra * 2.4)
+            if p['earring_kind'] == 0:
+                shp = lambda du, dv: _ellipse(du, dv, ra, ra)
+            elif p['earring_kind'] == 1:
+                shp = lambda du, dv: np.abs(np.hypot(du, dv - ra * 2) - ra * 2) < ra * 0.45
+            else:
+                shp = lambda du, dv: _ellipse(du, dv - ra * 2, ra * 0.9, ra * 2.4)
             cv.paint(15, shp, cu, lv, ra * 5.5)
         g.update(earring_r=ra)
     if p['hat']:
@@ -460,9 +471,12 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
             ang, f = p['bg_angle'], p['bg_freq']
             t = np.clip((x * math.cos(ang) + y * math.sin(ang) + 1) / 2, 0, 1)
             c = col(p['bg'][0]) * (1 - t) + col(p['bg'][1]) * t
-            if p['bg_kind'] == 1: c = c + 0.12 * n3
-            elif p['bg_kind'] == 2: c = c * (0.85 + 0.15 * np.sign(np.sin(f * (x - y))))
-            elif p['bg_kind'] == 3: c = c * (0.9 + 0.1 * (np.sin(f * x) * np.sin(f * y) > 0))
+            if p['bg_kind'] == 1:
+                c = c + 0.12 * n3
+            elif p['bg_kind'] == 2:
+                c = c * (0.85 + 0.15 * np.sign(np.sin(f * (x - y))))
+            elif p['bg_kind'] == 3:
+                c = c * (0.9 + 0.1 * (np.sin(f * x) * np.sin(f * y) > 0))
         elif k in (1, 2, 8, 9, 17):   # skin-like
             c = skin * (1 + p['blotch'] * n3) * dome(u, v)
             if k == 1:
@@ -534,7 +548,8 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
             if k == 13:
                 sheen = np.exp(-((v + b * 0.55 - 0.1 * u) / (b * 0.12)) ** 2)
                 c = c + 0.18 * sheen * (0.4 + c)
-                if p['hair_style'] == 'curly': c = c * (0.8 + 0.2 * (np.sin(80 * u) * np.sin(80 * v) > 0))
+                if p['hair_style'] == 'curly':
+                    c = c * (0.8 + 0.2 * (np.sin(80 * u) * np.sin(80 * v) > 0))
         elif k == 10:   # inner mouth: teeth under the upper lip, dark throat
             mu, mv, mw, ou, ol, smile = g['mouth']
             c = np.repeat(col([0.28, 0.05, 0.07]), len(idx), 1)
@@ -550,10 +565,12 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
                 * (1 + 0.05 * n3)
                 * (1 - 0.15 * p['lip_lines'] * (np.sin(u * 220) > 0.5))
             )
-            if k == 12: c = c * (1 + p['lip_gloss'] * np.exp(-(((u - mu) / (mw * 0.4)) ** 2)))
+            if k == 12:
+                c = c * (1 + p['lip_gloss'] * np.exp(-(((u - mu) / (mw * 0.4)) ** 2)))
         elif k == 14:   # hat: knit stripes or plain, darker brim
             c = col(p['hat_colour'][0]) * (1 + 0.08 * n3)
-            if p['hat_knit']: c = c * (0.82 + 0.18 * np.sign(np.sin(90 * u)))
+            if p['hat_knit']:
+                c = c * (0.82 + 0.18 * np.sign(np.sin(90 * u)))
             brim = np.abs(v - g['hat_brim']) < a * 0.05
             c[:, brim] = col(p['hat_colour'][1])
         elif k == 15:   # earrings: metal with highlights
@@ -563,11 +580,16 @@ def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.nda
         else:   # cloth: plain with folds, stripes, checks, dots or noise
             c0, c1, f, th = col(p['cloth'][0]), col(p['cloth'][1]), p['cloth_freq'], p['cloth_angle']
             kind = p['cloth_kind']
-            if kind == 0: c = c0 * (0.9 + 0.15 * n1)
-            elif kind == 1: c = np.where(np.sin(f * (x * math.cos(th) + y * math.sin(th))) > 0, c0, c1)
-            elif kind == 2: c = np.where((np.sin(f * x) > 0) ^ (np.sin(f * y) > 0), c0, c0 * 0.6 + c1 * 0.4)
-            elif kind == 3: c = np.where(np.sin(f * x) * np.sin(f * y) > 0.6, c1, c0)
-            else: c = c0 + 0.2 * n3
+            if kind == 0:
+                c = c0 * (0.9 + 0.15 * n1)
+            elif kind == 1:
+                c = np.where(np.sin(f * (x * math.cos(th) + y * math.sin(th))) > 0, c0, c1)
+            elif kind == 2:
+                c = np.where((np.sin(f * x) > 0) ^ (np.sin(f * y) > 0), c0, c0 * 0.6 + c1 * 0.4)
+            elif kind == 3:
+                c = np.where(np.sin(f * x) * np.sin(f * y) > 0.6, c1, c0)
+            else:
+                c = c0 + 0.2 * n3
         out[:, idx] = c
     lx, ly = p['light']
     shade = (1 + p['light_strength'] * (lx * cv.x + ly * cv.y)) * p['exposure']      # (S, S) by broadcasting

@@ -69,12 +69,14 @@ def profile_parameters(profile: str, notebook: str, data: str | None = None, dev
     if profile not in PROFILES: raise DeepSEEError(f"--profile {profile}: one of {', '.join(PROFILES)}")
     if notebook not in NOTEBOOKS: raise DeepSEEError(f"{notebook}: not an experiment notebook ({', '.join(NOTEBOOKS)})")
     p = {**copy.deepcopy(PROFILES[profile]['common']), **copy.deepcopy(PROFILES[profile][notebook])}
-    if data is not None: p['data'] = str(data)
+    if data is not None:
+        p['data'] = str(data)
     if p['data'] is None:
         raise DeepSEEError(f"--data: profile {profile!r} needs a prepared dataset folder (deepsee prepare celeba ...)")
     if not str(p['data']).startswith('synthetic:') and not Path(p['data']).is_dir():
         raise DeepSEEError(f"--data {p['data']}: not a folder (expected a dataset prepared by `deepsee prepare`)")
-    if device is not None: p['device'] = device
+    if device is not None:
+        p['device'] = device
     if 'data_hq' in p and data_hq is not None:
         if not Path(data_hq).is_dir():
             raise DeepSEEError(f"--data-hq {data_hq}: not a folder (a prepared CelebAMask-HQ dataset)")

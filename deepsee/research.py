@@ -26,13 +26,16 @@ def read_opt(path) -> dict:
     out = {}
     for line in Path(path).read_text(errors='replace').splitlines():
         m = re.match(r'\s*([A-Za-z_]\w*):\s*(.*?)\s*(\[default:.*\])?\s*$', line)
-        if m: out[m.group(1)] = m.group(2)
+        if m:
+            out[m.group(1)] = m.group(2)
     return out
 
 def _opt_int(opt: dict, key: str, where) -> int | None:
     if key not in opt: return None
-    try: return int(opt[key])
-    except ValueError: raise DeepSEEError(f"{where}: {key} is {opt[key]!r}, expected an integer") from None
+    try:
+        return int(opt[key])
+    except ValueError:
+        raise DeepSEEError(f"{where}: {key} is {opt[key]!r}, expected an integer") from None
 
 # %% ../nbs/02c_research.ipynb #73e81aec
 _NET_FILE = re.compile(r'^(.+)_net_(G|E|D)\.pth$')
@@ -44,7 +47,8 @@ def checkpoint_files(folder, epoch: str | None = None) -> dict:
     nets = {}
     for p in folder.iterdir():
         m = _NET_FILE.match(p.name)
-        if m and p.is_file(): nets.setdefault(m.group(1), {})[m.group(2)] = p
+        if m and p.is_file():
+            nets.setdefault(m.group(1), {})[m.group(2)] = p
     epochs = [e for e in nets if 'G' in nets[e]]
     if not epochs:
         raise DeepSEEError(f"{folder}: not a research checkpoint folder (no latest_net_G.pth or <epoch>_net_G.pth)")
@@ -62,7 +66,8 @@ def load_research_state(path) -> dict:
     """The state dict in a research `.pth` file, read with `weights_only=True` (never arbitrary unpickling):
     `{"model": state_dict}` or a bare state dict of tensors. Anything else raises one line naming the file."""
     path = Path(path)
-    try: obj = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if 'weights_only' in str(e) or 'Unsupported global' in str(e) or 'Unpickl' in type(e).__name__:
@@ -93,8 +98,10 @@ def research_encoder_config(E: dict, where) -> tuple[str, EncoderConfig]:
     "(variant, EncoderConfig) of a research style encoder: combined (mini + full) = independent, full only = guided."
     if any(k.startswith('encoder_mini.') for k in E):
         variant, full, mini = 'independent', 'encoder_full.', 'encoder_mini.'
-    elif any(k.startswith('initial.') for k in E): variant, full, mini = 'guided', '', None
-    else: raise DeepSEEError(f"{where}: not a DeepSEE style encoder (no encoder_mini.* or initial.* keys)")
+    elif any(k.startswith('initial.') for k in E):
+        variant, full, mini = 'guided', '', None
+    else:
+        raise DeepSEEError(f"{where}: not a DeepSEE style encoder (no encoder_mini.* or initial.* keys)")
     widths = lambda pre, layers: tuple(_conv_weight(E, pre + l, where).shape[0] for l in layers)
     hr = widths(full, _E_LAYERS['encoder_full'])
     lr = widths(mini, _E_LAYERS['encoder_mini']) if mini is not None else ()
@@ -130,7 +137,8 @@ def research_config(G: dict, E: dict | None, opt: dict, name: str, where: dict) 
     """The `DeepSEEConfig` (research flavour) of a research checkpoint: sizes from `opt.txt`, else the folder `name`
     (`8x_independent_128x128`, `32x_guided`, ...), else the paper's; widths, variant and block kinds from the tensors."""
     wg = where['G']
-    for k in ('initial.weight', 'head_0.norm_0.mlp_shared.0.weight', 'conv_img.weight'): _shape(G, k, wg)
+    for k in ('initial.weight', 'head_0.norm_0.mlp_shared.0.weight', 'conv_img.weight'):
+        _shape(G, k, wg)
     blocks = _g_blocks(G)
     n_up = len(blocks) - 2
     if not 2 <= n_up <= 5: raise DeepSEEError(f"{wg}: {len(blocks)} ResBlocks match no factor 4x..32x")
@@ -150,7 +158,8 @@ def research_config(G: dict, E: dict | None, opt: dict, name: str, where: dict) 
     per_block = kinds[2::2]
     if per_block != kinds[3::2]: raise DeepSEEError(f"{wg}: the two NormBlocks of a ResBlock differ in kind")
     pure = 0
-    while pure < len(per_block) and per_block[-1 - pure] == 'pure': pure += 1
+    while pure < len(per_block) and per_block[-1 - pure] == 'pure':
+        pure += 1
     if any(k != 'sean' for k in per_block[:len(per_block) - pure]):
         raise DeepSEEError(f"{wg}: block kinds {per_block} match no DeepSEE generator (SEAN blocks, then pure SEAN)")
     style_dim = _shape(G, f'{blocks[1]}.norm_0.mlp_style_gamma.weight', wg)[1]
@@ -211,9 +220,12 @@ def _conv_keys(take: _Taker, src: str, dst: str, bias: bool = True) -> dict:
     "One conv: `weight_orig/u/v` (old-style spectral norm) -> our parametrization's keys, or a plain `weight`."
     out = {}
     if take.has(f'{src}.weight_orig'):
-        for a, b in _SN.items(): out[f'{dst}.{b}'] = take(f'{src}.{a}')
-    else: out[f'{dst}.weight'] = take(f'{src}.weight')
-    if bias: out[f'{dst}.bias'] = take(f'{src}.bias')
+        for a, b in _SN.items():
+            out[f'{dst}.{b}'] = take(f'{src}.{a}')
+    else:
+        out[f'{dst}.weight'] = take(f'{src}.weight')
+    if bias:
+        out[f'{dst}.bias'] = take(f'{src}.bias')
     return out
 
 # %% ../nbs/02c_research.ipynb #f04eb58c
@@ -239,7 +251,8 @@ def _norm_keys(take: _Taker, src: str, dst: str, nb, kind: str) -> dict:
             take(f'{src}.mlp_shared.0.weight'),
             take(f'{src}.mlp_shared.0.bias'),
         )
-    else: take.skip(f'{src}.mlp_shared.')                            # pure SEAN below max_fm_size: never used
+    else:
+        take.skip(f'{src}.mlp_shared.')                            # pure SEAN below max_fm_size: never used
     for what in ('weight', 'bias'):
         style = _stack(take, src, 'mlp_style_gamma', 'mlp_style_beta', what) if kind != 'spade' else None
         sem = _stack(take, src, 'mlp_gamma', 'mlp_beta', what) if kind != 'pure' else None
@@ -249,10 +262,13 @@ def _norm_keys(take: _Taker, src: str, dst: str, nb, kind: str) -> dict:
             a = torch.cat([torch.sigmoid(take(f'{src}.alpha_gamma')).expand(nb.channels),
                            torch.sigmoid(take(f'{src}.alpha_beta')).expand(nb.channels)])
             out[f'{dst}.mlp_gamma_beta.{what}'] = torch.lerp(sem, style, a.view(-1, *[1] * (sem.ndim - 1)))
-        elif nb.hidden_size: out[f'{dst}.mlp_gamma_beta.{what}'] = style        # pure SEAN above max_fm_size
+        elif nb.hidden_size:
+            out[f'{dst}.mlp_gamma_beta.{what}'] = style        # pure SEAN above max_fm_size
         else:
-            if sem is not None: out[f'{dst}.mlp_gamma_beta.{what}'] = sem
-            if style is not None: out[f'{dst}.style_gamma_beta.{what}'] = style
+            if sem is not None:
+                out[f'{dst}.mlp_gamma_beta.{what}'] = sem
+            if style is not None:
+                out[f'{dst}.style_gamma_beta.{what}'] = style
     if nb.semantics and nb.style:
         out[f'{dst}.blend_gamma'], out[f'{dst}.blend_beta'] = (
             take(f'{src}.alpha_gamma').reshape(()),
@@ -267,7 +283,8 @@ def convert_generator(G: dict, generator, where) -> dict:
            'tail.weight': take('conv_img.weight'), 'tail.bias': take('conv_img.bias')}
     for j, (src, blk) in enumerate(zip(_g_blocks(G), generator.blocks)):
         dst = f'blocks.{j}'
-        for c in ('conv_0', 'conv_1'): out.update(_conv_keys(take, f'{src}.{c}', f'{dst}.{c}'))
+        for c in ('conv_0', 'conv_1'):
+            out.update(_conv_keys(take, f'{src}.{c}', f'{dst}.{c}'))
         for k in (0, 1):
             nb = getattr(blk, f'norm_{k}')
             out.update(_norm_keys(take, f'{src}.norm_{k}', f'{dst}.norm_{k}', nb, _kind(G, f'{src}.norm_{k}')))
@@ -289,7 +306,8 @@ def convert_encoder(E: dict, cfg: DeepSEEConfig, where) -> dict:
         for layer, i in _E_LAYERS[table].items():
             out.update(_conv_keys(take, src + layer, f'{dst}.body.{i}.0', bias=False))
     out.update(_conv_keys(take, 'final.0.0', 'shared.conv', bias=False))
-    if cfg.encoder.learned_noise_scale: out['noise_weights'] = take('noise_weights')   # the training-time noise scale
+    if cfg.encoder.learned_noise_scale:
+        out['noise_weights'] = take('noise_weights')   # the training-time noise scale
     take.check_rest(_UNUSED_E)
     return out
 
@@ -315,7 +333,8 @@ def convert_discriminator(D: dict, cfg: DeepSEEConfig, where) -> dict:
             torch.cat([w[:, N_LABELS:], w[:, :N_LABELS]], 1),
             take(f'{src}0.0.bias'),
         )
-        for i in range(1, n): out.update(_conv_keys(take, f'{src}{i}.0.0', f'{dst}.{i}.0', bias=False))
+        for i in range(1, n):
+            out.update(_conv_keys(take, f'{src}{i}.0.0', f'{dst}.{i}.0', bias=False))
         out[f'{dst}.{n}.weight'], out[f'{dst}.{n}.bias'] = take(f'{src}{n}.0.weight'), take(f'{src}{n}.0.bias')
     take.check_rest()
     return out
@@ -324,13 +343,16 @@ def convert_discriminator(D: dict, cfg: DeepSEEConfig, where) -> dict:
 def _sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
     return h.hexdigest()
 
 def _checked(module: torch.nn.Module, sd: dict, where) -> None:
     "Load `sd` into `module`, every key and shape checked (one line naming the file on a mismatch)."
-    try: load_state_checked(module, sd, str(where))
-    except DeepSEEError as e: raise DeepSEEError(f"{e} (shapes match no configuration)") from None
+    try:
+        load_state_checked(module, sd, str(where))
+    except DeepSEEError as e:
+        raise DeepSEEError(f"{e} (shapes match no configuration)") from None
 
 def load_research(folder, epoch: str | None = None, discriminator: bool = True) -> tuple[DeepSEE, Discriminator | None]:
     """A research checkpoint folder as our `DeepSEE` bundle (research flavour, eval mode) and, where the folder has
@@ -343,7 +365,8 @@ def load_research(folder, epoch: str | None = None, discriminator: bool = True) 
     E = load_research_state(files['E']) if files['E'] else None
     cfg = research_config(G, E, opt, opt.get('name') or folder.name, where)
     Dsd = load_research_state(files['D']) if files['D'] and discriminator else None
-    if Dsd is not None: cfg = replace(cfg, discriminator=research_discriminator_config(Dsd, files['D']))
+    if Dsd is not None:
+        cfg = replace(cfg, discriminator=research_discriminator_config(Dsd, files['D']))
     meta = dict(
         source=f"research checkpoint {folder.name} ({files['epoch']})",
         converted_from=str(folder.resolve()),
@@ -371,7 +394,8 @@ def load_research(folder, epoch: str | None = None, discriminator: bool = True) 
     )
     model = DeepSEE(cfg, meta=meta)
     _checked(model.generator, convert_generator(G, model.generator, files['G']), files['G'])
-    if model.style_encoder is not None: _checked(model.style_encoder, convert_encoder(E, cfg, files['E']), files['E'])
+    if model.style_encoder is not None:
+        _checked(model.style_encoder, convert_encoder(E, cfg, files['E']), files['E'])
     D = None
     if Dsd is not None:
         D = Discriminator(cfg)
@@ -404,16 +428,19 @@ def write_bundle_dir(out, write, overwrite: bool = False, protect=()) -> Path:
             old = out.with_name(f'.{out.name}.{os.getpid()}.old')
             out.rename(old)
         tmp.rename(out)
-        if old is not None: shutil.rmtree(old, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 def convert(folder, out, epoch: str | None = None, segmenter=None, overwrite: bool = False) -> Path:
     """`deepsee convert`: a research checkpoint folder -> our bundle (`config.json`, `model.safetensors`, and
     `discriminator.safetensors` where the folder has D). `segmenter`: a `deepsee train-seg` bundle to include."""
     model, D = load_research(folder, epoch)
-    if segmenter is not None: model = with_segmenter(model, segmenter)
+    if segmenter is not None:
+        model = with_segmenter(model, segmenter)
     def write(tmp: Path):
         model.save(tmp)
         if D is not None:

@@ -43,7 +43,8 @@ class CheckpointManager:
     def save(self, step: int, state: dict) -> Path:
         "Write `state` as the checkpoint of `step` and delete all but the newest `keep_last`."
         path = atomic_save(state, self.dir / f'step_{int(step):08d}.pt')
-        for old in self.paths()[:-self.keep_last]: old.unlink(missing_ok=True)
+        for old in self.paths()[:-self.keep_last]:
+            old.unlink(missing_ok=True)
         return path
 
     def latest_path(self) -> Path | None:
@@ -56,7 +57,8 @@ class CheckpointManager:
         ps = self.paths()
         if not ps: return None
         for p in reversed(ps):
-            try: return torch.load(p, map_location=map_location, weights_only=True)
+            try:
+                return torch.load(p, map_location=map_location, weights_only=True)
             except Exception as e:
                 warnings.warn(f"{p}: corrupt checkpoint ({type(e).__name__}: {str(e)[:80]}); trying the previous one")
         raise DeepSEEError(f"{ps[-1]}: no checkpoint in {self.dir} could be loaded (all {len(ps)} are corrupt)")
@@ -76,7 +78,8 @@ def rng_state() -> dict:
         },
         'torch': torch.get_rng_state(),
     }
-    if torch.cuda.is_available(): d['cuda'] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():
+        d['cuda'] = torch.cuda.get_rng_state_all()
     return d
 
 def set_rng_state(d: dict) -> None:
@@ -94,7 +97,8 @@ def set_rng_state(d: dict) -> None:
     )
     torch.set_rng_state(d['torch'])
     if 'cuda' in d and torch.cuda.is_available():
-        for i, st in enumerate(d['cuda'][:torch.cuda.device_count()]): torch.cuda.set_rng_state(st, i)
+        for i, st in enumerate(d['cuda'][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(st, i)
 
 # %% ../nbs/04a_runs.ipynb #97f2d6ab
 @dataclass
@@ -113,7 +117,8 @@ def _pick_device(device=None, local_rank: int = 0) -> torch.device:
         d = torch.device(device)
         if d.type == 'cuda' and not torch.cuda.is_available():
             raise DeepSEEError(f"--device {device}: CUDA is not available")
-        if d.type == 'cuda' and d.index is None: d = torch.device('cuda', local_rank)
+        if d.type == 'cuda' and d.index is None:
+            d = torch.device('cuda', local_rank)
         return d
     return torch.device('cuda', local_rank) if torch.cuda.is_available() else torch.device('cpu')
 
@@ -124,7 +129,8 @@ def init_distributed(device=None) -> DistInfo:
     rank, local = int(os.environ.get('RANK', '0')), int(os.environ.get('LOCAL_RANK', '0'))
     dev = _pick_device(device, local)
     if world > 1:
-        if dev.type == 'cuda': torch.cuda.set_device(dev)
+        if dev.type == 'cuda':
+            torch.cuda.set_device(dev)
         if not dist.is_initialized():
             dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo', rank=rank, world_size=world)
     return DistInfo(rank, world, local, dev, rank == 0)
@@ -132,7 +138,8 @@ def init_distributed(device=None) -> DistInfo:
 def cleanup_distributed() -> None:
     "Leave the process group, if any."
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 # %% ../nbs/04a_runs.ipynb #c05e7693
 class JsonlLogger:
@@ -147,7 +154,8 @@ class JsonlLogger:
         self._f.write(json.dumps(rec) + '\n')
         self._f.flush()
     def close(self) -> None:
-        if not self._f.closed: self._f.close()
+        if not self._f.closed:
+            self._f.close()
 
 class TBWriter:
     "A TensorBoard `SummaryWriter` that becomes a no-op when disabled or when tensorboard is not installed."
@@ -161,9 +169,12 @@ class TBWriter:
                 warnings.warn("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
     def scalars(self, values: dict, step: int, prefix: str = '') -> None:
         if self.w is None: return
-        for k, v in values.items(): self.w.add_scalar(prefix + k, float(v), step)
+        for k, v in values.items():
+            self.w.add_scalar(prefix + k, float(v), step)
     def image(self, tag: str, img: torch.Tensor, step: int) -> None:
         "Log a (3,H,W) image in [0,1]."
-        if self.w is not None: self.w.add_image(tag, img.float().clamp(0, 1), step)
+        if self.w is not None:
+            self.w.add_image(tag, img.float().clamp(0, 1), step)
     def close(self) -> None:
-        if self.w is not None: self.w.close()
+        if self.w is not None:
+            self.w.close()

@@ -55,7 +55,8 @@ def dataset_label_counts(dataset, max_images: int | None = 1000, n: int = N_LABE
     k = total if max_images is None else min(total, max_images)
     idx = np.linspace(0, total - 1, k).round().astype(int)
     counts = torch.zeros(n, dtype=torch.int64)
-    for i in idx: counts += label_counts(dataset[int(i)]['labels'], n)
+    for i in idx:
+        counts += label_counts(dataset[int(i)]['labels'], n)
     return counts
 
 # %% ../nbs/01b_seg_training.ipynb #d1db5c38
@@ -107,7 +108,8 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
     base_lr = cfg.train.seg_lr if lr is None else lr
     ckpts = CheckpointManager(run_dir / 'seg')
     dataset = _data.make_dataset(data, cfg.hr_size, cfg.factor, split='train', flip=False, seed=seed)
-    if cache: dataset = CachedLR(dataset)
+    if cache:
+        dataset = CachedLR(dataset)
     steps_per_epoch = len(_loader(dataset, torch.arange(len(dataset)), batch_size, seed, info.distributed))
     if steps_per_epoch == 0: raise DeepSEEError(f"--data {data}: too few training images for batch size {batch_size}")
     total = max_steps if max_steps is not None else (epochs or cfg.train.seg_epochs) * steps_per_epoch
@@ -134,7 +136,8 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
         weight = (torch.ones(cfg.n_labels) if weights == 'none' else
                   class_weights(dataset_label_counts(dataset, weight_images, cfg.n_labels), weights, max_weight))
     weight = weight.to(dev)
-    if info.distributed and dev.type == 'cuda': module = nn.SyncBatchNorm.convert_sync_batchnorm(module)  # CUDA only
+    if info.distributed and dev.type == 'cuda':
+        module = nn.SyncBatchNorm.convert_sync_batchnorm(module)  # CUDA only
     module = module.to(dev)
     opt = torch.optim.SGD(module.parameters(), lr=base_lr, momentum=0.9, weight_decay=5e-4)
     if state is not None:
@@ -163,8 +166,10 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
                 torch.manual_seed(_step_seed(seed, step, rank))  # flips, dropout: a function of (seed, step, rank)
                 x, y = batch['lr'].to(dev), batch['labels'].to(dev).long()
                 x, y = flip_batch(x, y, (torch.rand(x.shape[0]) < 0.5).to(dev))
-                for g in opt.param_groups: g['lr'] = poly_lr(base_lr, step, total)
-                with torch.autocast(**autocast): logits = model(x)
+                for g in opt.param_groups:
+                    g['lr'] = poly_lr(base_lr, step, total)
+                with torch.autocast(**autocast):
+                    logits = model(x)
                 loss = seg_loss(logits, y, weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -178,18 +183,22 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
                         loss_value = loss_value / world
                     loss_value = float(loss_value)
                     bar.set_postfix(loss=f'{loss_value:.4f}')
-                    if log: log.log(step=step, epoch=epoch, loss=loss_value, lr=opt.param_groups[0]['lr'],
+                    if log:
+                        log.log(step=step, epoch=epoch, loss=loss_value, lr=opt.param_groups[0]['lr'],
                                     sec=round(time.time() - t0, 3))
                 if step % save_every == 0:
                     checkpoint(step)
                     last_saved = step
     except KeyboardInterrupt:
-        if step > last_saved: checkpoint(step)
+        if step > last_saved:
+            checkpoint(step)
         raise
     finally:
         bar.close()
-        if log: log.close()
-    if step > last_saved: checkpoint(step)
+        if log:
+            log.close()
+    if step > last_saved:
+        checkpoint(step)
     out = dict(
         steps=step, loss=loss_value, seconds=time.time() - t0, run_dir=str(run_dir), class_weights=weight.cpu().tolist()
     )
@@ -199,7 +208,8 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
             test = _data.make_dataset(data, cfg.hr_size, cfg.factor, split='test', flip=False, seed=seed)
             out['test'] = evaluate_segmenter(module, test, batch_size, max_images=eval_images, device=dev)
             (run_dir / 'seg' / 'test_scores.json').write_text(json.dumps(out['test'], indent=1))
-    if info.distributed: torch.distributed.barrier()
+    if info.distributed:
+        torch.distributed.barrier()
     return out
 
 # %% ../nbs/01b_seg_training.ipynb #e26a91cc
@@ -241,7 +251,8 @@ def main_train_seg(argv: list[str]) -> int:
         v = getattr(a, name)
         if v is not None and v < 1: raise DeepSEEError(f"--{name.replace('_', '-')}: must be at least 1, got {v}")
     cfg = preset(a.preset) if a.factor is None else preset(a.preset, factor=a.factor)
-    if a.threads is not None: torch.set_num_threads(a.threads)
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
     try:
         out = train_segmenter(cfg, a.data, a.run_dir, max_steps=a.max_steps, epochs=a.epochs, batch_size=a.batch_size,
                               lr=a.lr, resume=a.resume, device=a.device, seed=a.seed, save_every=a.save_every,

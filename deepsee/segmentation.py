@@ -130,8 +130,10 @@ class Segmenter(nn.Module):
         "HR label map (B,H,W) int64 of an LR batch, computed in eval mode (the mode is restored)."
         was_training = self.training
         self.eval()
-        try: return self(lr).argmax(1)
-        finally: self.train(was_training)
+        try:
+            return self(lr).argmax(1)
+        finally:
+            self.train(was_training)
 
 # %% ../nbs/01_segmentation.ipynb #26562a3c
 SEGMENTER_FORMAT = 'deepsee-segmenter'
@@ -154,12 +156,15 @@ def load_segmenter(dir, device='cpu') -> Segmenter:
     dir = Path(dir)
     for f in ('config.json', 'model.safetensors'):
         if not (dir / f).is_file(): raise DeepSEEError(f"{dir / f}: missing (not a segmenter bundle)")
-    try: meta = json.loads((dir / 'config.json').read_text())
-    except json.JSONDecodeError as e: raise DeepSEEError(f"{dir / 'config.json'}: not valid JSON ({e})") from None
+    try:
+        meta = json.loads((dir / 'config.json').read_text())
+    except json.JSONDecodeError as e:
+        raise DeepSEEError(f"{dir / 'config.json'}: not valid JSON ({e})") from None
     d = meta.get('config', meta) if isinstance(meta, dict) else None
     if not isinstance(d, dict): raise DeepSEEError(f"{dir / 'config.json'}: expected a JSON object")
     seg = Segmenter(config_from_dict(d, str(dir / 'config.json')))
-    try: seg.load_state_dict(load_file(str(dir / 'model.safetensors')))
+    try:
+        seg.load_state_dict(load_file(str(dir / 'model.safetensors')))
     except RuntimeError as e:
         raise DeepSEEError(
             f"{dir / 'model.safetensors'}: weights do not match config.json ({str(e).splitlines()[0]})"
@@ -176,7 +181,8 @@ def segmenter_masks(seg_dir, size: int):
         raise DeepSEEError(f"{seg_dir}: the segmenter predicts {seg.cfg.hr_size} px masks, the dataset is {size} px")
     def masks(img: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 127.5 - 1
-        with torch.no_grad(): return seg.predict(downsample(x, seg.cfg.factor))[0].numpy().astype(np.uint8)
+        with torch.no_grad():
+            return seg.predict(downsample(x, seg.cfg.factor))[0].numpy().astype(np.uint8)
     return masks
 
 # %% ../nbs/01_segmentation.ipynb #12eb89db
@@ -221,12 +227,17 @@ def class_weights(label_counts, method: str = 'enet', max_weight: float | None =
         raise DeepSEEError("class_weights: label_counts must be non-negative pixel counts per class, not all zero")
     present = n > 0
     p = n / n.sum()
-    if method == 'balanced': w = n.sum() / (int(present.sum()) * n)
-    elif method == 'median': w = p[present].median() / p
-    elif method == 'enet': w = 1 / torch.log(1.02 + p)
-    else: raise DeepSEEError(f"class_weights: method must be 'enet', 'balanced' or 'median', got {method!r}")
+    if method == 'balanced':
+        w = n.sum() / (int(present.sum()) * n)
+    elif method == 'median':
+        w = p[present].median() / p
+    elif method == 'enet':
+        w = 1 / torch.log(1.02 + p)
+    else:
+        raise DeepSEEError(f"class_weights: method must be 'enet', 'balanced' or 'median', got {method!r}")
     w = torch.where(present, w, torch.zeros_like(w))
-    if max_weight is not None: w = w.clamp(max=max_weight)
+    if max_weight is not None:
+        w = w.clamp(max=max_weight)
     return w.float()
 
 def label_counts(labels, n: int = N_LABELS) -> torch.Tensor:

@@ -142,16 +142,20 @@ def generator_step(srnet, D, vgg, batch: dict, cfg, style_gen=None, noise_gen=No
         fake_f, real_f = _split_d(D(torch.cat([fake, hr]), torch.cat([labels, labels])), len(fake))
         losses = {'g_adv': hinge_g_loss(fake_f), 'g_fm': feature_matching_loss(real_f, fake_f)}
     if vgg is not None:
-        with ac: losses['g_vgg'] = vgg_loss(vgg, fake, hr)
-    if pair: losses['g_ms'], losses['ms_ratio'] = mode_seeking_loss(*out, t.mode_seeking_margin)
+        with ac:
+            losses['g_vgg'] = vgg_loss(vgg, fake, hr)
+    if pair:
+        losses['g_ms'], losses['ms_ratio'] = mode_seeking_loss(*out, t.mode_seeking_margin)
     losses = {k: v.float() for k, v in losses.items()}
     losses['g_total'] = losses['g_adv'] + t.lambda_feat * losses['g_fm'] + t.lambda_vgg * losses.get('g_vgg', 0.)
-    if pair: losses['g_total'] = losses['g_total'] + t.mode_seeking * losses['g_ms']
+    if pair:
+        losses['g_total'] = losses['g_total'] + t.mode_seeking * losses['g_ms']
     if t.lambda_l1:   # not in the paper (0 in its presets): the small demo preset converges faster with it
         losses['l1'] = F.l1_loss(fake.float(), hr.float())
         losses['g_total'] = losses['g_total'] + t.lambda_l1 * losses['l1']
     else:
-        with torch.no_grad(): losses['l1'] = F.l1_loss(fake.float(), hr.float())  # monitor only
+        with torch.no_grad():
+            losses['l1'] = F.l1_loss(fake.float(), hr.float())  # monitor only
     losses['style_source'] = torch.tensor(0. if not src else (1. if src[2] == 'hr' else 0.))
     losses['recoloured'] = torch.tensor(float(recolour))
     return losses, fake, batch
@@ -189,7 +193,8 @@ def make_optimizers(model, D: nn.Module, t) -> tuple[torch.optim.Optimizer, torc
     enc = model.style_encoder
     if enc is not None:
         hr = list(enc.hr.parameters()) + list(enc.shared.parameters())
-        if hasattr(enc, 'noise_weights'): hr.append(enc.noise_weights)   # the research code: with the HR side's rate
+        if hasattr(enc, 'noise_weights'):
+            hr.append(enc.noise_weights)   # the research code: with the HR side's rate
         groups += [
             {'params': hr, 'lr': t.lr_enc_hr, 'name': 'encoder_hr'},
             {
@@ -217,7 +222,8 @@ def validate(model, batch: dict, cfg) -> tuple[dict, torch.Tensor]:
             style = (model.encode_style(batch['guide'], batch['guide_labels'], 'hr') if cfg.guided
                      else model.encode_style(lr, labels, 'lr'))
         sr = model.generator(lr, labels, style, noise=False).float()
-    finally: model.train(was)
+    finally:
+        model.train(was)
     bic = upsample(lr.float(), cfg.hr_size).clamp(-1, 1)
     from deepsee.metrics import psnr, ssim
     m = {'psnr': psnr(sr, hr).mean(), 'psnr_bicubic': psnr(bic, hr).mean(), 'ssim': ssim(sr, hr).mean(),
@@ -306,7 +312,8 @@ def _vgg_label(vgg) -> str | None:
 def network_config(cfg: DeepSEEConfig) -> dict:
     "The part of a config that decides the networks' weights (no name, no training recipe): what `--init` must match."
     d = config_to_dict(cfg)
-    for k in ('name', 'train'): d.pop(k)
+    for k in ('name', 'train'):
+        d.pop(k)
     return d
 
 def load_segmenter_into(model, seg_dir, cfg) -> None:
@@ -328,8 +335,10 @@ class Trainer:
         "Set up a run of `cfg` on `data` in `run_dir` (`resume`: continue it); `options`: the fields of `TrainOptions`."
         o = self.opts = TrainOptions(**options)
         self.run_dir, self.data, self.seed = Path(run_dir), str(data), int(o.seed)
-        if o.batch_size is not None: cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=int(o.batch_size)))
-        if o.ema is not None: cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ema_decay=float(o.ema)))
+        if o.batch_size is not None:
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=int(o.batch_size)))
+        if o.ema is not None:
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, ema_decay=float(o.ema)))
         self.cfg = cfg
         self.ckpts = CheckpointManager(self.run_dir, o.keep_last)
         if not resume and self.ckpts.latest_path() is not None:
@@ -356,9 +365,11 @@ class Trainer:
         self.noise_gen = torch.Generator(self.device).manual_seed(self.seed * 1009 + self.dist.rank + 1)
         _seed_all(self.seed * 1013 + self.dist.rank)
         self.step = 0
-        if resume: self._restore()
+        if resume:
+            self._restore()
         self.logger = self.tb = None
-        if self.is_main: self._open_run_dir()
+        if self.is_main:
+            self._open_run_dir()
 
     def _data(self) -> None:
         "The training set, its resumable sampler, and the fixed validation batch (rank 0)."
@@ -376,7 +387,8 @@ class Trainer:
             )
         self.val_batch = None
         if not (self.is_main and o.n_val > 0): return
-        try: val_ds = make_dataset(self.data, cfg.hr_size, cfg.factor, 'val', guided=cfg.guided, flip=False, seed=self.seed)
+        try:
+            val_ds = make_dataset(self.data, cfg.hr_size, cfg.factor, 'val', guided=cfg.guided, flip=False, seed=self.seed)
         except DeepSEEError as e:
             warnings.warn(f"no validation: {e}")
             return
@@ -400,15 +412,19 @@ class Trainer:
         self.model = DeepSEE(cfg, segmenter=with_seg, meta={}).to(self.device)
         self.D = Discriminator(cfg).to(self.device)
         for net in (self.model.generator, self.D, self.model.style_encoder):
-            if net is not None: init_weights(net, t.init_gain)
-        if start is not None: self._load_init(start, Path(o.init))
+            if net is not None:
+                init_weights(net, t.init_gain)
+        if start is not None:
+            self._load_init(start, Path(o.init))
         if o.seg is not None:
             load_segmenter_into(self.model, o.seg, cfg)
             self.model.segmenter.requires_grad_(False).eval()
         self.vgg = None
         if not o.no_vgg:
-            try: self.vgg = VGG19Features(o.vgg_path).to(self.device)
-            except FileNotFoundError as e: raise DeepSEEError(f"{o.vgg_path or 'VGG19 weights'}: {e}") from None
+            try:
+                self.vgg = VGG19Features(o.vgg_path).to(self.device)
+            except FileNotFoundError as e:
+                raise DeepSEEError(f"{o.vgg_path or 'VGG19 weights'}: {e}") from None
         self.model.generator.grad_checkpointing = o.grad_checkpointing
         self.srnet = SRNet(self.model.style_encoder, self.model.generator)
         if self.dist.distributed and self.device.type == 'cuda':
@@ -426,7 +442,8 @@ class Trainer:
             self.D_ddp = DDP(self.D, device_ids=ids)
         self.model.train()
         self.D.train()
-        if self.model.segmenter is not None: self.model.segmenter.eval()
+        if self.model.segmenter is not None:
+            self.model.segmenter.eval()
 
     def _open_run_dir(self) -> None:
         "config.json, run.json (the options, so that --resume continues with them), the JSONL log and TensorBoard."
@@ -445,11 +462,14 @@ class Trainer:
         from safetensors.torch import load_file
         for name in ('generator', 'style_encoder', 'segmenter'):
             src, dst = getattr(start, name), getattr(self.model, name)
-            if src is not None and dst is not None: dst.load_state_dict(src.state_dict())
+            if src is not None and dst is not None:
+                dst.load_state_dict(src.state_dict())
         df = init / 'discriminator.safetensors'
         if df.exists():
-            try: sd = load_file(str(df))
-            except Exception as e: raise DeepSEEError(f"{df}: cannot read safetensors ({e})") from None
+            try:
+                sd = load_file(str(df))
+            except Exception as e:
+                raise DeepSEEError(f"{df}: cannot read safetensors ({e})") from None
             load_state_checked(self.D, {k: v.to(self.device) for k, v in sd.items()}, str(df))
 
     # --- checkpoints ---------------------------------------------------------------------------------------------
@@ -484,7 +504,8 @@ class Trainer:
         if not self.dist.distributed: return
         import torch.distributed as dist
         for m in (self.model, self.D):
-            for b in m.buffers(): dist.broadcast(b, 0)
+            for b in m.buffers():
+                dist.broadcast(b, 0)
 
     def save_checkpoint(self) -> Path | None:
         "Write a checkpoint of the current step (all ranks must call it; rank 0 writes)."
@@ -499,13 +520,16 @@ class Trainer:
         if ck.get('format') != 1: raise DeepSEEError(f"{where}: unknown checkpoint format {ck.get('format')!r}")
         self.model.load_state_dict(ck['model']); self.D.load_state_dict(ck['D'])
         if self.ema is not None:
-            if ck['ema'] is not None: self.ema.load_state_dict(ck['ema'])
-            else: self.ema.load_state_dict(self.model.state_dict())
+            if ck['ema'] is not None:
+                self.ema.load_state_dict(ck['ema'])
+            else:
+                self.ema.load_state_dict(self.model.state_dict())
         self.opt_g.load_state_dict(ck['opt_g']); self.opt_d.load_state_dict(ck['opt_d'])
         self.sched_g.load_state_dict(ck['sched_g']); self.sched_d.load_state_dict(ck['sched_d'])
         for s in (self.sched_g, self.sched_d):  # the budget of this invocation wins (it may extend the run)
             s.lr_lambdas = [lambda k: lr_factor(k, self.total_steps, self.decay_steps)] * len(s.lr_lambdas)
-            for g, base in zip(s.optimizer.param_groups, s.base_lrs): g['lr'] = base * lr_factor(s.last_epoch, self.total_steps, self.decay_steps)
+            for g, base in zip(s.optimizer.param_groups, s.base_lrs):
+                g['lr'] = base * lr_factor(s.last_epoch, self.total_steps, self.decay_steps)
         self.step = int(ck['step'])
         rngs = ck['rng']
         if len(rngs) != self.dist.world_size or ck['steps_per_epoch'] != self.steps_per_epoch:
@@ -536,7 +560,8 @@ class Trainer:
         dl = discriminator_step(self.D_ddp, fake, batch, autocast=self.autocast())
         self.opt_d.zero_grad(set_to_none=True); dl['d_hinge'].backward(); self.opt_d.step()
         self.sched_g.step(); self.sched_d.step()
-        if self.ema is not None: self._update_ema()
+        if self.ema is not None:
+            self._update_ema()
         self.step += 1
         return {k: float(v.detach()) for k, v in {**losses, **dl}.items()}
 
@@ -544,8 +569,10 @@ class Trainer:
     def _update_ema(self) -> None:
         d = self.cfg.train.ema_decay
         for pe, p in zip(self.ema.parameters(), self.model.parameters()):
-            if p.requires_grad: pe.lerp_(p.detach(), 1 - d)
-        for be, b in zip(self.ema.buffers(), self.model.buffers()): be.copy_(b)
+            if p.requires_grad:
+                pe.lerp_(p.detach(), 1 - d)
+        for be, b in zip(self.ema.buffers(), self.model.buffers()):
+            be.copy_(b)
 
     # --- the loop ----------------------------------------------------------------------------------------------
     def _lrs(self) -> dict:
@@ -577,7 +604,8 @@ class Trainer:
         while self.step < end:
             epoch, b = divmod(self.step, self.steps_per_epoch)
             self.sampler.set_position(epoch, b * self.bs)
-            if hasattr(self.train_ds, 'set_epoch'): self.train_ds.set_epoch(epoch)  # flips/guides: f(seed, epoch, index)
+            if hasattr(self.train_ds, 'set_epoch'):
+                self.train_ds.set_epoch(epoch)  # flips/guides: f(seed, epoch, index)
             loader = DataLoader(
                 self.train_ds,
                 batch_size=self.bs,
@@ -595,9 +623,12 @@ class Trainer:
                     dt = (time.time() - t0) / max(s - n0, 1)
                     rec = {**last, **self._lrs(), 'sec_per_it': dt, 'epoch': epoch}
                     self.logger.log(step=s, **rec); self.tb.scalars(rec, s, 'train/')
-                if self.opts.val_every and (s % self.opts.val_every == 0 or s == self.total_steps): self.run_validation()
-                if s < end and self._out_of_time(t0): end, timed_out = s, True
-                if (self.opts.ckpt_every and s % self.opts.ckpt_every == 0) or s == end: self.save_checkpoint()
+                if self.opts.val_every and (s % self.opts.val_every == 0 or s == self.total_steps):
+                    self.run_validation()
+                if s < end and self._out_of_time(t0):
+                    end, timed_out = s, True
+                if (self.opts.ckpt_every and s % self.opts.ckpt_every == 0) or s == end:
+                    self.save_checkpoint()
                 if s >= end: break
         bar.close()
         if self.step < self.total_steps and not timed_out: return None
@@ -630,8 +661,10 @@ class Trainer:
         return out
 
     def close(self) -> None:
-        if self.logger is not None: self.logger.close()
-        if self.tb is not None: self.tb.close()
+        if self.logger is not None:
+            self.logger.close()
+        if self.tb is not None:
+            self.tb.close()
         cleanup_distributed()
 
 def _write_json(path: Path, obj) -> None:
@@ -642,8 +675,10 @@ def train(cfg: DeepSEEConfig, data: str, run_dir, resume: bool = False, **option
     """Train DeepSEE on `data` ('synthetic:N' or a prepared folder) into `run_dir`; returns the bundle folder
     `run_dir/model`."""
     tr = Trainer(cfg, data, run_dir, resume=resume, **options)
-    try: tr.fit()
-    finally: tr.close()
+    try:
+        tr.fit()
+    finally:
+        tr.close()
     return Path(run_dir) / 'model'
 
 # %% ../nbs/04_training.ipynb #6341ba52
@@ -695,7 +730,8 @@ def _options(a, run: dict) -> dict:
     defaults."""
     given = {f.name: getattr(a, f.name) for f in dataclasses.fields(TrainOptions) if getattr(a, f.name) is not None}
     kept = {f.name: run[f.name] for f in dataclasses.fields(TrainOptions) if f.metadata.get('resume') and f.name in run}
-    if 'vgg_path' in given and 'no_vgg' not in given: kept.pop('no_vgg', None)   # a VGG file given now: use it
+    if 'vgg_path' in given and 'no_vgg' not in given:
+        kept.pop('no_vgg', None)   # a VGG file given now: use it
     return {**kept, **given}
 
 def main_train(argv: list[str]) -> int:
@@ -708,7 +744,8 @@ def main_train(argv: list[str]) -> int:
     if opts.get('init') and not a.resume:
         from deepsee.model import DeepSEE
         cfg = DeepSEE.load(opts['init']).cfg  # its networks; the preset's recipe if one is given
-        if a.preset: cfg = dataclasses.replace(cfg, train=preset(a.preset).train)
+        if a.preset:
+            cfg = dataclasses.replace(cfg, train=preset(a.preset).train)
         if a.variant and a.variant != cfg.variant:
             raise DeepSEEError(f"--variant {a.variant}: the --init bundle is {cfg.variant!r}")
     elif a.preset:

@@ -33,8 +33,10 @@ class LatestOnly:
         "Ask for a run; requests before it runs are merged into one."
         self._pending = True
         if self._handle is not None: return
-        try: loop = asyncio.get_running_loop() if self.delay is not None else None
-        except RuntimeError: loop = None
+        try:
+            loop = asyncio.get_running_loop() if self.delay is not None else None
+        except RuntimeError:
+            loop = None
         if loop is None: return self._run()
         self._handle = loop.call_later(self.delay, self._run)
         self.deferred += 1
@@ -48,7 +50,8 @@ class LatestOnly:
 
 # %% ../nbs/09b_explorer.ipynb #44f5db7f
 def _png(rgb: np.ndarray, scale: int = 1) -> bytes:
-    if scale != 1: rgb = rgb.repeat(scale, 0).repeat(scale, 1)
+    if scale != 1:
+        rgb = rgb.repeat(scale, 0).repeat(scale, 1)
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format='PNG', compress_level=1)
     return buf.getvalue()
@@ -245,8 +248,10 @@ class Explorer(W.VBox):
     # --- plumbing --------------------------------------------------------------------------------------------
     def _guard(self, fn, *args):
         "Run a callback; a DeepSEEError (or any error) goes to the status line instead of killing the widget."
-        try: return fn(*args)
-        except DeepSEEError as e: self._status(str(e), error=True)
+        try:
+            return fn(*args)
+        except DeepSEEError as e:
+            self._status(str(e), error=True)
         except Exception as e:
             self.errors.append(traceback.format_exc())
             self._status(f'{type(e).__name__}: {e}', error=True)
@@ -271,7 +276,8 @@ class Explorer(W.VBox):
             f'{st.name} · model {src} · render {st.render_ms:.0f} ms · LR consistency error {st.consistency:.2f}/255'
             + (' · random weights: outputs are noise' if not is_trained(self.model) else '')
         )
-        if self.debug_dir: self._dump()
+        if self.debug_dir:
+            self._dump()
 
     def _dump(self):
         st, d = self.state, Path(self.debug_dir)
@@ -286,17 +292,21 @@ class Explorer(W.VBox):
             deferred=np.array(self._renderer.deferred),
             render_calls=np.array(self._renderer.calls),
         )
-        if st.style is not None: arrays.update(style=st.style.numpy(), model_style=st.last_model_style.numpy())
+        if st.style is not None:
+            arrays.update(style=st.style.numpy(), model_style=st.last_model_style.numpy())
         if st.gallery is not None:
             arrays.update(gallery=st.gallery.numpy(), gallery_shown=np.array(self._gallery_shown))
         def write(tmp):
-            with open(tmp, 'wb') as f: np.savez(f, **arrays)
+            with open(tmp, 'wb') as f:
+                np.savez(f, **arrays)
         atomic_write(d / 'state.npz', write)
 
     def _client_ready(self, which: str):
         self._ready.add(which)
-        if which == 'mask': self._draw_canvas()
-        else: self._draw_gallery()
+        if which == 'mask':
+            self._draw_canvas()
+        else:
+            self._draw_gallery()
 
     def _draw_canvas(self):
         if 'mask' not in self._ready or self.state.image is None: return
@@ -330,14 +340,16 @@ class Explorer(W.VBox):
                 st.symmetric,
                 st.consistent,
             )
-        finally: self._quiet = False
+        finally:
+            self._quiet = False
         for k, b in enumerate(self.legend.values()):
             on = k == st.region
             b.icon, b.style.font_weight = ('check', 'bold') if on else ('', 'normal')
         rows = 'all regions' if st.all_regions else ', '.join(LABELS[r] for r in st.rows())
         self.region.value = f'style edits act on: <b>{rows}</b>'
         self.undo_btn.disabled, self.redo_btn.disabled = not st.can_undo, not st.can_redo
-        if self.debug_dir and st.image is not None: self._dump()
+        if self.debug_dir and st.image is not None:
+            self._dump()
 
     # --- callbacks -------------------------------------------------------------------------------------------
     def _on_example(self, k):
@@ -424,8 +436,10 @@ class Explorer(W.VBox):
         self.request_render()
 
     def _on_reference(self, k):
-        if k is None or k < 0: self.state.reference = None
-        else: self.state.reference_example(int(k))
+        if k is None or k < 0:
+            self.state.reference = None
+        else:
+            self.state.reference_example(int(k))
         self._sync_controls()
 
     def _on_copy(self):
@@ -438,7 +452,8 @@ class Explorer(W.VBox):
         self.state.make_gallery(int(self.n.value), d)
         self._draw_gallery()
         self._status(f'{len(self.state.gallery)} samples (δ = {d:.2f}); click one to make it current')
-        if self.debug_dir: self._dump()
+        if self.debug_dir:
+            self._dump()
 
     def _on_gallery_click(self, x, y):
         i = int(x // (self.thumb + 4))
@@ -479,12 +494,14 @@ class Explorer(W.VBox):
         self._last = (x, y)
 
     def _on_move(self, x, y):
-        if self._drawing: self._extend(x, y)
+        if self._drawing:
+            self._extend(x, y)
 
     def _on_up(self, x, y):
         if not self._drawing: return
         self._drawing = False
-        if self.state.end_stroke(): self._sync_controls()
+        if self.state.end_stroke():
+            self._sync_controls()
         self.request_render()
 
 # %% ../nbs/09b_explorer.ipynb #9737e546
@@ -505,8 +522,10 @@ def explorer_notebook(path) -> Path:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
-        try: s.bind(('127.0.0.1', port)); return True
-        except OSError: return False
+        try:
+            s.bind(('127.0.0.1', port)); return True
+        except OSError:
+            return False
 
 def voila_command(notebook, port: int) -> list[str]:
     "The Voila command line serving `notebook` on 127.0.0.1:`port` (no browser, no port fallback)."
@@ -523,8 +542,10 @@ def main_explorer(argv: list[str]) -> int:
     p.add_argument('--random-weights', action='store_true', help='allow a preset name as --model: an untrained network')
     p.add_argument('--port', type=int, default=8866, help='port on 127.0.0.1 (default 8866)')
     p.add_argument('--device', default='cpu', help='cpu (default), cuda, cuda:N, mps')
-    try: a = p.parse_args(argv)
-    except SystemExit as e: return int(e.code or 0)
+    try:
+        a = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
     try:
         if a.model and not Path(a.model).exists():
             if a.model not in PRESETS:
@@ -550,16 +571,21 @@ def main_explorer(argv: list[str]) -> int:
     except DeepSEEError as e:
         print(f"deepsee explorer: error: {e}", file=sys.stderr); return 2
     env = dict(os.environ, DEEPSEE_EXPLORER_DEVICE=a.device, DEEPSEE_EXPLORER_CWD=os.getcwd())
-    if a.model: env['DEEPSEE_EXPLORER_MODEL'] = str(Path(a.model).resolve()) if Path(a.model).exists() else a.model
+    if a.model:
+        env['DEEPSEE_EXPLORER_MODEL'] = str(Path(a.model).resolve()) if Path(a.model).exists() else a.model
     with tempfile.TemporaryDirectory(prefix='deepsee-explorer-') as d:
         nb = explorer_notebook(Path(d) / 'explorer.ipynb')
         print(f"deepsee explorer: serving on http://127.0.0.1:{a.port}/ (Ctrl+C stops)", flush=True)
         proc = subprocess.Popen(voila_command(nb, a.port), env=env, cwd=d)
         def stop(signum, frame): raise KeyboardInterrupt
-        if threading.current_thread() is threading.main_thread(): signal.signal(signal.SIGTERM, stop)
-        try: return proc.wait()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, stop)
+        try:
+            return proc.wait()
         except KeyboardInterrupt:
             proc.terminate()
-            try: proc.wait(10)
-            except subprocess.TimeoutExpired: proc.kill()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
             return 130

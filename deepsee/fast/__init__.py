@@ -56,7 +56,8 @@ def fast_forward(gen: Generator, lr, labels, style, noise: bool, generator, sema
         }
         semantic = gen.semantic_cache(labels, sizes)
     with contextlib.ExitStack() as stack:
-        if not torch.is_grad_enabled(): stack.enter_context(torch.nn.utils.parametrize.cached())  # spectral norm once
+        if not torch.is_grad_enabled():
+            stack.enter_context(torch.nn.utils.parametrize.cached())  # spectral norm once
         return _steps_from(gen, 0, gen.stem(lr), labels, style, noise, generator, semantic, split)
 
 def _steps_from(gen: Generator, start: int, x, labels, style, noise, generator, semantic, split: int) -> torch.Tensor:
@@ -81,8 +82,10 @@ def set_modulation(module: nn.Module, name: str = 'fused') -> nn.Module:
     if name not in MODULATIONS: raise DeepSEEError(f"modulation {name!r}: expected one of {', '.join(MODULATIONS)}")
     proc = REFERENCE if name == 'reference' else MODULATIONS[name]()
     for m in module.modules():
-        if isinstance(m, (NormBlock, ResBlock)): m.processor = proc
-        if isinstance(m, Generator): m.runner = None if name == 'reference' else fast_forward
+        if isinstance(m, (NormBlock, ResBlock)):
+            m.processor = proc
+        if isinstance(m, Generator):
+            m.runner = None if name == 'reference' else fast_forward
     return module
 
 def get_modulation(module: nn.Module) -> str | None:
@@ -97,7 +100,10 @@ def modulation(module: nn.Module, name: str):
     saved = [(m, m.processor) for m in module.modules() if isinstance(m, (NormBlock, ResBlock))]
     runners = [(m, m.runner) for m in module.modules() if isinstance(m, Generator)]
     set_modulation(module, name)
-    try: yield module
+    try:
+        yield module
     finally:
-        for m, p in saved: m.processor = p
-        for m, r in runners: m.runner = r
+        for m, p in saved:
+            m.processor = p
+        for m, r in runners:
+            m.runner = r

@@ -12,7 +12,8 @@ from ..architecture import NormBlock
 from .lookup import LookupModulation, SemanticParts
 try:
     import numba                 # the fused CPU inference kernel; the lookup's torch ops without it
-except ImportError: numba = None
+except ImportError:
+    numba = None
 
 # %% auto #0
 __all__ = ['kernel_ok', 'FusedModulation']
@@ -115,7 +116,8 @@ def _modulate_rows(x, out, idx, inside, table, lab9, const, slope, styled):
 
 if numba is not None:   # compiled on first use and cached on disk; 'contract' lets LLVM fuse x * g + b into an FMA
     _jit = lambda cache: numba.njit(parallel=True, cache=cache, boundscheck=False, fastmath={'contract'})
-    try: _modulate_rows = _jit(True)(_modulate_rows)
+    try:
+        _modulate_rows = _jit(True)(_modulate_rows)
     except RuntimeError:
         _modulate_rows = _jit(False)(_modulate_rows)   # no writable cache directory: compile per process
 
@@ -144,8 +146,10 @@ def _run_kernel(block: NormBlock, x_hat, parts: SemanticParts, rows_of: tuple, s
         idx.view(-1)[parts.lin] = block.n_labels + torch.arange(len(parts.lin), dtype=torch.int32)
         memo['idx'] = idx
     styled = table is not None
-    if not styled: table = inside.new_zeros(1, 9, 1, 2 * block.channels)
-    if const.ndim == 1: const = const.expand(len(parts.lin), -1)   # a style branch without semantics: one shared row
+    if not styled:
+        table = inside.new_zeros(1, 9, 1, 2 * block.channels)
+    if const.ndim == 1:
+        const = const.expand(len(parts.lin), -1)   # a style branch without semantics: one shared row
     threads = torch.get_num_threads()
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     nhwc = lambda t: t.permute(0, 2, 3, 1).view(torch.uint16 if t.dtype == torch.bfloat16 else t.dtype).numpy()
@@ -154,7 +158,8 @@ def _run_kernel(block: NormBlock, x_hat, parts: SemanticParts, rows_of: tuple, s
                    const.numpy(), 1.0 if slope is None else float(slope), styled)
     # numba's OpenMP pool, started by its first call, resets the OpenMP thread count it shares with torch
     # (torch.set_num_threads(1) would silently become all cores, and results of later ops could change)
-    if torch.get_num_threads() != threads: torch.set_num_threads(threads)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     return out
 
 class FusedModulation(LookupModulation):

@@ -42,7 +42,8 @@ def label_conv(table: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor | N
     p = k // 2
     labels = labels.long()
     full = table.sum((1, 2))                                              # interior pixels: all k*k taps see one label
-    if bias is not None: full = full + bias
+    if bias is not None:
+        full = full + bias
     out = F.embedding(labels + (torch.arange(B, device=labels.device) * n)[:, None, None], full.reshape(-1, C))
     lin, b, neigh = _window_index(labels, k, n)                           # the rest: a sum of k*k looked-up rows
     if len(lin):
@@ -50,7 +51,8 @@ def label_conv(table: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor | N
         lab = F.pad(labels, (p, p, p, p), value=n).flatten()[neigh]                    # (P,k*k) neighbour labels
         rows = (b[:, None] * (k * k) + torch.arange(k * k, device=b.device)) * (n + 1) + lab
         acc = F.embedding_bag(rows, flat, mode='sum')
-        if bias is not None: acc = acc + bias
+        if bias is not None:
+            acc = acc + bias
         out.view(-1, C).index_copy_(0, lin, acc.to(out.dtype))          # in place: embedding keeps no output
     return out.permute(0, 3, 1, 2)                                         # (B,C,H,W), channels_last in memory
 
@@ -84,7 +86,8 @@ def _assemble(labels, inside, lin, mixed):
     "(B,C,H,W) map: `inside` rows (B,n,C) looked up by label, then the mixed pixels' values written at `lin`."
     B, n, C = inside.shape
     out = F.embedding(labels + (torch.arange(B, device=labels.device) * n)[:, None, None], inside.reshape(-1, C))
-    if len(lin): out.view(-1, C).index_copy_(0, lin, mixed.to(out.dtype))
+    if len(lin):
+        out.view(-1, C).index_copy_(0, lin, mixed.to(out.dtype))
     return out.permute(0, 3, 1, 2)
 
 def spade_params(labels: torch.Tensor, w1, b1, w2, b2) -> torch.Tensor:
@@ -157,11 +160,13 @@ class LookupModulation(Modulation):
         n, C2 = block.n_labels, 2 * block.channels
         memo = parts.memo if parts.memo is not None and not torch.is_grad_enabled() else {}
         key = (plus_one, fold is not None, dtype)
-        if key not in memo: memo[key] = self._shared_rows(block, parts, plus_one, fold, dtype)
+        if key not in memo:
+            memo[key] = self._shared_rows(block, parts, plus_one, fold, dtype)
         w, inside, const = memo[key]
         if not block.style: return inside, None, const
         table = style_table(style.to(w.dtype), w)                                   # (B,3,3,n,2C)
-        if dtype is not None: table = table.to(dtype)
+        if dtype is not None:
+            table = table.to(dtype)
         inside = table.sum((1, 2)) + inside                                         # (B,n,2C)
         if not len(parts.lin): return inside, None, const
         pad = table.new_zeros(B, 3, 3, 1, C2)
@@ -195,12 +200,16 @@ class LookupModulation(Modulation):
         if table is not None:
             if ('rows', B) not in memo:
                 taps = torch.arange(9, device=dev)
-                if M == B: memo['rows', B] = (parts.b[:, None] * 9 + taps) * (n + 1) + parts.lab9
-                else: memo['rows', B] = ((torch.arange(B, device=dev)[:, None, None] * 9 + taps) * (n + 1) + parts.lab9).reshape(B * P, 9)
+                if M == B:
+                    memo['rows', B] = (parts.b[:, None] * 9 + taps) * (n + 1) + parts.lab9
+                else:
+                    memo['rows', B] = ((torch.arange(B, device=dev)[:, None, None] * 9 + taps) * (n + 1) + parts.lab9).reshape(B * P, 9)
             mixed = F.embedding_bag(memo['rows', B], table.reshape(-1, C2), mode='sum')
             mixed.view(-1, P, C2).add_(const)
-        else: mixed = const                                                   # semantics only: one map for the batch
-        if inside.ndim == 2: out, lin = F.embedding(parts.labels, inside), parts.lin      # (M,H,W,2C)
+        else:
+            mixed = const                                                   # semantics only: one map for the batch
+        if inside.ndim == 2:
+            out, lin = F.embedding(parts.labels, inside), parts.lin      # (M,H,W,2C)
         else:
             if ('labels', B) not in memo:
                 labs = parts.labels.expand(B, -1, -1) + (torch.arange(B, device=dev) * n)[:, None, None]
@@ -210,7 +219,8 @@ class LookupModulation(Modulation):
                 memo['labels', B] = (labs, lin)
             labs, lin = memo['labels', B]
             out = F.embedding(labs, inside.reshape(-1, C2))
-        if P: out.view(-1, C2).index_copy_(0, lin, mixed.to(out.dtype))      # in place: embedding keeps no output
+        if P:
+            out.view(-1, C2).index_copy_(0, lin, mixed.to(out.dtype))      # in place: embedding keeps no output
         return out.expand(B, -1, -1, -1) if out.shape[0] != B else out
 
     def modulate(self, block, x_hat, parts, style, B: int, fold, slope, out=None, rows: slice = slice(None)):
