@@ -158,107 +158,108 @@ def evaluate(
     """Rows (bicubic first, then `models` in order) of PSNR, SSIM, LPIPS, FID, LR-consistency, ... on the same test
     images."""
     # vgg_dist: False, True (VGG19 from `vgg_path` or the default file) or a loaded feature net (reused across calls)
-    from tqdm.auto import tqdm
-    from deepsee.data import make_dataset, make_loader
-    t0 = time.time()
-    device = torch.device(device)
+    t0, device = time.time(), torch.device(device)
     models = {k: m.to(device).eval() for k, m in _resolve_models(models).items()}
     hr_size, factor = _geometry(models, hr_size, factor)
     if guided is None:
         guided = any(m.cfg.guided for m in models.values())
+    loader = _eval_loader(data_spec, hr_size, factor, split, guided, seed, n, batch_size)
+    lpips_net, lpips_note = open_lpips(lpips_path, lpips_random, device)
+    names = ['bicubic', *models]
+    tallies = {k: _Tally(PairEvaluator(factor, lpips_net, fid=False, device=device)) for k in names}
+    real = _evaluate_batches(loader, models, factor, tallies, _open_vgg(vgg_dist, vgg_path, device), fid, fid_weights,
+                             mask_source, device, progress)
+    n_img = len(loader.dataset)
+    run = dict(data=str(data_spec), split=split, n=n_img, seed=seed, hr_size=hr_size, factor=factor,
+               guided_split=guided, device=str(device), lpips=lpips_note, mask_source=mask_source,
+               fid=_fid_note(fid, n_img))
+    fid_real = torch.cat(real) if fid and n_img >= 2 else None
+    method = lambda k: dict(kind='bicubic (torch, align_corners=False), clamped') if k == 'bicubic' else \
+        _model_settings(models[k])
+    rows = [_result_row(k, tallies[k], fid_real, method(k), run, lpips_random) for k in names]
+    run['seconds'] = round(time.time() - t0, 2)
+    return rows
+
+def _eval_loader(data_spec, hr_size, factor, split, guided, seed, n, batch_size):
+    "The first `n` test images of `data_spec` in order (no shuffling, no flips)."
+    from deepsee.data import make_dataset, make_loader
     ds = make_dataset(data_spec, hr_size, factor, split, guided=guided, seed=seed)
     if n is not None:
         if n < 1: raise DeepSEEError(f"n: must be at least 1, got {n}")
         ds = torch.utils.data.Subset(ds, range(min(int(n), len(ds))))
-    loader = make_loader(ds, batch_size, shuffle=False, seed=seed)
-    lpips_net, lpips_note = open_lpips(lpips_path, lpips_random, device)
-    vgg = None
+    return make_loader(ds, batch_size, shuffle=False, seed=seed)
+
+def _open_vgg(vgg_dist, vgg_path, device):
+    "The VGG distance's feature net: None (off), the net given, or VGG19 loaded from `vgg_path`."
     if isinstance(vgg_dist, torch.nn.Module):
-        vgg = vgg_dist.to(device)
-    elif vgg_dist:
-        from deepsee.losses import VGG19Features
-        vgg = VGG19Features(vgg_path).to(device)
-    names = ['bicubic', *models]
-    evs = {k: PairEvaluator(factor, lpips_net, fid=False, device=device) for k in names}
-    extra, vgg_settings = {k: {} for k in names}, None
-    feats = {k: [] for k in ['real', *names]}
-    seconds = dict.fromkeys(names, 0.0)
-    hows = {'bicubic': {}}
-    for batch in tqdm(loader, desc=f'eval {len(names)} methods', disable=not progress, dynamic_ncols=True):
+        return vgg_dist.to(device)
+    if not vgg_dist:
+        return None
+    from deepsee.losses import VGG19Features
+    return VGG19Features(vgg_path).to(device)
+
+def _fid_note(fid: bool, n_img: int) -> str:
+    "What the run record says about FID."
+    if not fid: return 'not computed'
+    if n_img < 2: return 'needs at least 2 images'
+    return f'{n_img} real vs {n_img} generated images (small sets bias FID upwards)'
+
+@dataclasses.dataclass
+class _Tally:
+    "What `evaluate` gathers for one method over the batches."
+    ev: PairEvaluator
+    vgg_dist: list = dataclasses.field(default_factory=list)
+    vgg_settings: dict | None = None
+    feats: list = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    how: dict = dataclasses.field(default_factory=dict)
+
+def _evaluate_batches(loader, models, factor, tallies, vgg, fid, fid_weights, mask_source, device, progress) -> list:
+    "Super-resolve every batch with every method into its tally; returns the real images' Inception features."
+    from tqdm.auto import tqdm
+    real = []
+    for batch in tqdm(loader, desc=f'eval {len(tallies)} methods', disable=not progress, dynamic_ncols=True):
         batch = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         hr, lr = batch['hr'], batch['lr']
         if fid:
-            feats['real'].append(inception_features(hr, fid_weights, device))
+            real.append(inception_features(hr, fid_weights, device))
         hr_vgg = vgg_features(hr, vgg) if vgg is not None else None
-        for k in names:
+        for k, tally in tallies.items():
             t = time.time()
             if k == 'bicubic':
                 sr = bicubic(lr, factor)
             else:
-                sr, hows[k] = super_resolve(models[k], batch, mask_source)
-            seconds[k] += time.time() - t
-            evs[k].update(sr, hr, lr)
+                sr, tally.how = super_resolve(models[k], batch, mask_source)
+            tally.seconds += time.time() - t
+            tally.ev.update(sr, hr, lr)
             if vgg is not None:
-                d = vgg_distance(sr, hr, vgg, hr_features=hr_vgg)
-                extra[k].setdefault('vgg_dist', []).extend(d.tolist())
-                vgg_settings = d.settings
+                dist = vgg_distance(sr, hr, vgg, hr_features=hr_vgg)
+                tally.vgg_dist.extend(dist.tolist())
+                tally.vgg_settings = dist.settings
             if fid:
-                feats[k].append(inception_features(sr, fid_weights, device))
-    n_img = len(ds)
-    run = dict(
-        data=str(data_spec),
-        split=split,
-        n=n_img,
-        seed=seed,
-        hr_size=hr_size,
-        factor=factor,
-        guided_split=guided,
-        device=str(device),
-        lpips=lpips_note,
-        mask_source=mask_source,
-        fid=(
-            f'{n_img} real vs {n_img} generated images (small sets bias FID upwards)'
-            if fid and n_img >= 2
-            else 'not computed'
-            if not fid
-            else 'needs at least 2 images'
-        ),
-    )
-    rows = []
-    for k in names:
-        r = evs[k].result()
-        settings = r.pop('settings')
-        if fid and n_img >= 2:
-            f = fid_from_features(torch.cat(feats['real']), torch.cat(feats[k]))
-            r['fid'] = f.mean()
-            settings['fid'] = f.settings
-        for key, vals in extra[k].items():
-            r[key] = float(sum(vals) / len(vals))
-        if vgg_settings is not None:
-            settings['vgg_dist'] = vgg_settings
-        settings.update(hows[k])
-        settings['method'] = (
-            dict(kind='bicubic (torch, align_corners=False), clamped') if k == 'bicubic' else _model_settings(models[k])
-        )
-        settings['sr_seconds'] = round(seconds[k], 3)
-        settings['run'] = run
-        if lpips_random:
-            r['lpips_randnet'] = r.pop('lpips', None)     # a random backbone is not LPIPS: its own column
-        rows.append(
-            dict(
-                method=k,
-                **{
-                    c: r.get(c)
-                    for c in ('psnr', 'ssim', 'lpips', 'fid', 'psnr_y', 'ssim_y', 'lr_consistency', 'lr_rms')
-                },
-                **({'vgg_dist': r['vgg_dist']} if 'vgg_dist' in r else {}),
-                **({'lpips_randnet': r['lpips_randnet']} if lpips_random else {}),
-                n=r['n'],
-                settings=settings,
-            )
-        )
-    run['seconds'] = round(time.time() - t0, 2)
-    return rows
+                tally.feats.append(inception_features(sr, fid_weights, device))
+    return real
+
+_ROW_METRICS = ('psnr', 'ssim', 'lpips', 'fid', 'psnr_y', 'ssim_y', 'lr_consistency', 'lr_rms')
+
+def _result_row(k: str, tally: _Tally, fid_real, method: dict, run: dict, lpips_random: bool) -> dict:
+    "One row of the table: the metrics, and the settings that say how each was computed."
+    r = tally.ev.result()
+    settings = r.pop('settings')
+    if fid_real is not None:
+        f = fid_from_features(fid_real, torch.cat(tally.feats))
+        r['fid'] = f.mean()
+        settings['fid'] = f.settings
+    if tally.vgg_dist:
+        r['vgg_dist'] = float(sum(tally.vgg_dist) / len(tally.vgg_dist))
+        settings['vgg_dist'] = tally.vgg_settings
+    settings.update(tally.how)
+    settings.update(method=method, sr_seconds=round(tally.seconds, 3), run=run)
+    if lpips_random:
+        r['lpips_randnet'] = r.pop('lpips', None)     # a random backbone is not LPIPS: its own column
+    row = dict(method=k, **{c: r.get(c) for c in _ROW_METRICS})
+    row.update({c: r[c] for c in ('vgg_dist', 'lpips_randnet') if c in r})
+    return dict(row, n=r['n'], settings=settings)
 
 # %% ../nbs/05b_evaluation.ipynb #46fc5e5e
 def table_notes(rows: list[dict]) -> list[str]:

@@ -7,7 +7,7 @@ Docs: https://deepsee.github.io/deepsee/procedural.html.md"""
 # %% ../nbs/03a_procedural.ipynb #c62a8028
 from __future__ import annotations
 import functools, math
-from typing import Callable
+from typing import Callable, NamedTuple
 import numpy as np
 from PIL import Image
 from .core import DeepSEEError, N_LABELS, colorize
@@ -34,7 +34,15 @@ def _interp_rows(table: np.ndarray, t: float) -> np.ndarray:
 @functools.lru_cache(maxsize=4096)
 def face_identity(identity: int) -> dict:
     "The traits of one synthetic person (base colours, shapes, hair style, accessories): a function of `identity` only."
-    r = np.random.default_rng([int(identity) & 0xFFFFFFFFFFFF, 0x1DE])
+    r = np.random.default_rng([int(identity) & 0xFFFFFFFFFFFF, 0x1DE])   # drawn in this order: colours, shape, hair
+    traits, skin, hair = _identity_colours(r)
+    traits.update(_identity_shape(r))
+    traits.update(_identity_hair_and_accessories(r, traits['hair_style'], traits['glasses']))
+    return {**traits, **_fine_appearance(identity, skin, np.clip(hair, 0, 1))}
+
+def _identity_colours(r: np.random.Generator) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Skin, hair, brow, iris and lip colours, skin blotches, blush and stubble (and the hair style and glasses, drawn
+    among them); also the unrounded skin and hair colours."""
     skin = _interp_rows(_SKIN_TONES, r.uniform(0, len(_SKIN_TONES) - 1)) * r.uniform(0.95, 1.05, 3)
     hair = _HAIR_COLOURS[r.integers(len(_HAIR_COLOURS))] * r.uniform(0.85, 1.15, 3)
     if r.random() < 0.08:
@@ -53,6 +61,12 @@ def face_identity(identity: int) -> dict:
         blotch=r.uniform(0.0, 0.08),
         blush=r.uniform(0.0, 0.12),
         stubble=r.uniform(0.2, 0.6) if r.random() < 0.2 else 0.0,
+    )
+    return dict(traits, hair_style=style, glasses=glasses), skin, hair
+
+def _identity_shape(r: np.random.Generator) -> dict:
+    "Head, eye, brow, nose, mouth and ear shapes (fractions of the head's half-axes)."
+    return dict(
         head_a=r.uniform(0.39, 0.47),
         head_b=r.uniform(0.53, 0.62),
         jaw=r.uniform(0.15, 0.45),
@@ -78,7 +92,11 @@ def face_identity(identity: int) -> dict:
         ear_w=r.uniform(0.11, 0.16),
         ear_h=r.uniform(0.16, 0.22),
         ear_y=r.uniform(0.08, 0.2),
-        hair_style=style,
+    )
+
+def _identity_hair_and_accessories(r: np.random.Generator, style: str, glasses: bool) -> dict:
+    "Hair shape and strands, glasses' kind and frame, earrings, metal and necklace."
+    return dict(
         hair_volume=r.uniform(0.03, 0.14),
         hairline=r.uniform(0.35, 0.6),
         fringe=r.uniform(0.0, 0.3) if r.random() < 0.4 else 0.0,
@@ -87,7 +105,6 @@ def face_identity(identity: int) -> dict:
         strand_freq=r.uniform(40, 110),
         curl=r.uniform(0, 1),
         ears_covered=style in ('medium', 'long', 'bob', 'curly') and r.random() < 0.6,
-        glasses=glasses,
         glasses_round=r.random() < 0.5,
         sunglasses=glasses and r.random() < 0.2,
         frame=(r.uniform(0, 0.35, 3) if r.random() < 0.7 else _METALS[r.integers(len(_METALS))]).astype(np.float32),
@@ -96,7 +113,6 @@ def face_identity(identity: int) -> dict:
         metal=_METALS[r.integers(len(_METALS))].copy(),
         necklace=r.random() < 0.2,
     )
-    return {**traits, **_fine_appearance(identity, skin, np.clip(hair, 0, 1))}
 
 def _fine_appearance(identity: int, skin: np.ndarray, hair: np.ndarray) -> dict:
     """Per-region appearance finer than a 16x16 image resolves: strand colour, freckles, brow density, lip gloss and
@@ -221,13 +237,33 @@ def _superellipse(du, dv, a, b, n):
 def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
     "Paint the label map of face `p` at `size`; return the canvas and the derived geometry the colouring needs."
     cv = _Canvas(size, p['hx'], p['hy'], p['roll'], p['scale'])
-    a, b, jaw = p['head_a'], p['head_b'], p['jaw']
-    yaw = p['yaw'] * a * 0.25                       # horizontal shift of the inner features
-    half_width = lambda v: a * (1 - jaw * np.clip(v / b, 0, 1) ** 2) * np.sqrt(np.clip(1 - (v / b) ** 2, 0, 1))
-    head = lambda du, dv: ((du / (a * (1 - jaw * np.clip(dv / b, 0, 1) ** 2))) ** 2 + (dv / b) ** 2) < 1
-    g = dict(a=a, b=b, yaw=yaw)
+    a, b = p['head_a'], p['head_b']
+    g = dict(a=a, b=b, yaw=p['yaw'] * a * 0.25)      # yaw: horizontal shift of the inner features
+    _paint_body(cv, p, g)
+    outer = _hair_outline(p)
+    _paint_head(cv, p, g, outer)
+    _paint_nose(cv, p, g)
+    _paint_eyes(cv, p, g)
+    _paint_brows(cv, p, g)
+    _paint_mouth(cv, p, g)
+    if outer is not None:
+        _paint_front_hair(cv, p)
+    _paint_accessories(cv, p, g)
+    return cv, g
 
-    # neck and clothes, in image coordinates (the body does not roll with the head)
+def _half_width(p: dict, v):
+    "Half the head's width at height `v` below its centre (the jaw narrows it)."
+    a, b, jaw = p['head_a'], p['head_b'], p['jaw']
+    return a * (1 - jaw * np.clip(v / b, 0, 1) ** 2) * np.sqrt(np.clip(1 - (v / b) ** 2, 0, 1))
+
+def _in_head(p: dict, du, dv):
+    "Inside the head's outline (an ellipse narrowed at the jaw)."
+    a, b, jaw = p['head_a'], p['head_b'], p['jaw']
+    return ((du / (a * (1 - jaw * np.clip(dv / b, 0, 1) ** 2))) ** 2 + (dv / b) ** 2) < 1
+
+def _paint_body(cv: _Canvas, p: dict, g: dict) -> None:
+    "Neck, clothes and necklace, in image coordinates (the body does not roll with the head)."
+    a, b = g['a'], g['b']
     bx = p['hx'] * 0.6
     nw = a * p['neck_w'] * p['scale']
     sy = p['shoulder_y']
@@ -249,41 +285,31 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
         yn = sy - 0.02 + p['necklace_drop'] * (1 - np.clip(dx / nw, -1, 1) ** 2)
         cv.paint_image(16, (np.abs(Y - yn) < p['necklace_th']) & (cv.L == 17))
 
-    # ears, hair behind the head, the head
-    ey = p['ear_y'] * b
-    ew, eh = p['ear_w'] * a, p['ear_h'] * b
-    ears = []
-    for side, k in ((1, 8), (-1, 9)):   # person's left ear (l_ear, 8) is on the image's right (u > 0)
-        w = ew * float(np.clip(1 - side * p['yaw'] * 1.6, 0.35, 1.4))
-        cu = side * (float(half_width(ey)) + w * 0.25)
-        ears.append((k, cu, ey, w, side))
-    def paint_ears():
-        for k, cu, cv_, w, side in ears:
-            cv.paint(k, lambda du, dv, w=w: _ellipse(du, dv * (1 + 0.25 * (dv > 0)), w, eh), cu, cv_, max(w, eh))
-    style = p['hair_style']
-    hv = p['hair_volume']
+def _hair_outline(p: dict):
+    "The outline of the hair behind the head, `(du, dv) -> inside`, for the hair style; None when bald."
+    a, b, style, hv = p['head_a'], p['head_b'], p['hair_style'], p['hair_volume']
     if style in ('bald',):
-        outer = None
-    elif style == 'short':
-        outer = lambda du, dv: (
+        return None
+    if style == 'short':
+        return lambda du, dv: (
             _ellipse(du, dv + b * 0.06, a * (1.03 + hv * 0.5), b * (1.04 + hv)) & (dv < b * (p['ear_y'] - 0.12))
         )
-    elif style == 'medium':
-        outer = lambda du, dv: _ellipse(du, dv + b * 0.05, a * (1.12 + hv), b * (1.08 + hv)) & (dv < b * 0.55)
-    elif style == 'bob':
-        outer = lambda du, dv: (
+    if style == 'medium':
+        return lambda du, dv: _ellipse(du, dv + b * 0.05, a * (1.12 + hv), b * (1.08 + hv)) & (dv < b * 0.55)
+    if style == 'bob':
+        return lambda du, dv: (
             (_ellipse(du, dv + b * 0.05, a * (1.15 + hv), b * (1.1 + hv)) | (np.abs(du) < a * (1.1 + hv)))
             & (dv < b * 0.35)
         )
-    elif style == 'long':
-        outer = lambda du, dv: (
+    if style == 'long':
+        return lambda du, dv: (
             (
                 _ellipse(du, dv + b * 0.05, a * (1.12 + hv), b * (1.08 + hv))
                 | ((dv > 0) & (np.abs(du) < a * (1.1 + hv + 0.12 * dv / b)))
             )
             & (dv < b * p['hair_len'])
         )
-    elif style == 'curly':
+    if style == 'curly':
         def outer(du, dv):
             th = np.arctan2(dv + b * 0.15, du)
             return _ellipse(
@@ -292,12 +318,26 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
                 a * (1.3 + hv) * (1 + 0.05 * np.sin(11 * th)),
                 b * (1.15 + hv) * (1 + 0.05 * np.sin(11 * th)),
             ) & (dv < b * 0.45)
-    else:  # bun
-        outer = lambda du, dv: (
-            (_ellipse(du, dv + b * 0.06, a * (1.03 + hv * 0.5), b * (1.04 + hv)) & (dv < b * (p['ear_y'] - 0.12)))
-            | _ellipse(du, dv + b * 1.08, a * 0.38, a * 0.32)
-        )
-    R = max(a, b) * 1.8 + (b * p['hair_len'] if style == 'long' else 0)
+        return outer
+    return lambda du, dv: (    # bun
+        (_ellipse(du, dv + b * 0.06, a * (1.03 + hv * 0.5), b * (1.04 + hv)) & (dv < b * (p['ear_y'] - 0.12)))
+        | _ellipse(du, dv + b * 1.08, a * 0.38, a * 0.32)
+    )
+
+def _paint_head(cv: _Canvas, p: dict, g: dict, outer) -> None:
+    "Ears, the hair behind the head (over the ears when they are covered), then the head."
+    a, b = g['a'], g['b']
+    ey = p['ear_y'] * b
+    ew, eh = p['ear_w'] * a, p['ear_h'] * b
+    ears = []
+    for side, k in ((1, 8), (-1, 9)):   # person's left ear (l_ear, 8) is on the image's right (u > 0)
+        w = ew * float(np.clip(1 - side * p['yaw'] * 1.6, 0.35, 1.4))
+        cu = side * (float(_half_width(p, ey)) + w * 0.25)
+        ears.append((k, cu, ey, w, side))
+    def paint_ears():
+        for k, cu, cv_, w, side in ears:
+            cv.paint(k, lambda du, dv, w=w: _ellipse(du, dv * (1 + 0.25 * (dv > 0)), w, eh), cu, cv_, max(w, eh))
+    R = max(a, b) * 1.8 + (b * p['hair_len'] if p['hair_style'] == 'long' else 0)
     if p['ears_covered'] and outer is not None:
         paint_ears()
         cv.paint(13, outer, 0.0, 0.0, R)
@@ -305,22 +345,32 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
         if outer is not None:
             cv.paint(13, outer, 0.0, 0.0, R)
         paint_ears()
-    cv.paint(1, head, 0.0, 0.0, max(a, b) * 1.02)
+    cv.paint(1, lambda du, dv: _in_head(p, du, dv), 0.0, 0.0, max(a, b) * 1.02)
     g.update(ears=ears, ear_h=eh)
 
-    # nose
+def _eye_frame(p: dict) -> tuple:
+    "(eye x offset, eye height, eye width, lid top, lid bottom) of face `p`."
+    a, b = p['head_a'], p['head_b']
     ex, eyv, eye_w = p['eye_x'] * a, p['eye_y'] * b, p['eye_w'] * a
-    top, bot = eye_w * p['eye_top'] * p['eye_open'], eye_w * p['eye_bot'] * p['eye_open']
+    return ex, eyv, eye_w, eye_w * p['eye_top'] * p['eye_open'], eye_w * p['eye_bot'] * p['eye_open']
+
+def _paint_nose(cv: _Canvas, p: dict, g: dict) -> None:
+    "A bridge widening to the tip, and the tip."
+    a, b = g['a'], g['b']
+    _, eyv, _, top, _ = _eye_frame(p)
     vt, vn = eyv + top * 0.5, eyv + p['nose_len'] * b
     wt, wb = a * 0.06, a * p['nose_w']
     def nose(du, dv):
         s = np.clip((dv - (vt - vn)) / (vt - vn) * -1, 0, 1)   # 0 at the top, 1 at the tip
         bridge = (dv > vt - vn) & (dv < 0) & (np.abs(du) < wt + (wb * 0.7 - wt) * s ** 2)
         return bridge | _ellipse(du, dv, wb, wb * 0.5)
-    cv.paint(2, nose, yaw, vn, vn - vt + wb)
-    g.update(nose=(yaw, vn, wb))
+    cv.paint(2, nose, g['yaw'], vn, vn - vt + wb)
+    g.update(nose=(g['yaw'], vn, wb))
 
-    # glasses: lenses, bridge and temples; eyes paint over clear lenses
+def _paint_eyes(cv: _Canvas, p: dict, g: dict) -> None:
+    "Glasses (lenses, bridge, temples), then the eyes over clear lenses (none under sunglasses)."
+    a, yaw = g['a'], g['yaw']
+    ex, eyv, eye_w, top, bot = _eye_frame(p)
     eyes = [(4, yaw * 1.1 + ex, eyv, 1), (5, yaw * 1.1 - ex, eyv, -1)]   # l_eye (4) on the image's right
     if p['glasses']:
         lw, lh, ft = eye_w * 1.55, eye_w * 1.05, a * 0.03
@@ -336,7 +386,7 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
                 eyv,
                 bridge_w + ft,
             )
-        hwe = float(half_width(eyv))
+        hwe = float(_half_width(p, eyv))
         for side in (1, -1):
             c0 = yaw * 1.1 + side * (ex + lw * 0.9)
             c1 = side * (hwe * 1.03)
@@ -356,7 +406,10 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
             cv.paint(k, lambda du, dv, t=tilt: _lens(du, dv + t * du, eye_w, top, bot), cu, cvv, eye_w * 1.3)
     g.update(eyes=eyes, eye_w=eye_w, eye_top=top, eye_bot=bot)
 
-    # brows (l_brow, 6, on the image's right)
+def _paint_brows(cv: _Canvas, p: dict, g: dict) -> None:
+    "Arched, tapering brows (l_brow, 6, on the image's right)."
+    a, yaw = g['a'], g['yaw']
+    ex, eyv, eye_w, top, _ = _eye_frame(p)
     bw, bth = eye_w * p['brow_w'], a * p['brow_th']
     bv = eyv - top - a * p['brow_gap'] - a * p['brow_raise'] - bth * 0.5
     brows = []
@@ -371,8 +424,10 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
         brows.append((k, cu, bv, side))
     g.update(brows=brows, brow_w=bw)
 
-    # lips and the inner mouth
-    my = vn + p['mouth_gap'] * b
+def _paint_mouth(cv: _Canvas, p: dict, g: dict) -> None:
+    "Upper lip, inner mouth and lower lip, bent by the smile."
+    a, b, yaw = g['a'], g['b'], g['yaw']
+    my = g['nose'][1] + p['mouth_gap'] * b
     mw = a * p['mouth_w'] * (1 + 0.12 * p['smile'])
     opn = a * p['mouth_open']
     ou, ol = opn * 0.4, opn * 0.6
@@ -397,22 +452,25 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
     cv.L[sl][lo] = 12
     g.update(mouth=(yaw, my, mw, ou, ol, smile))
 
-    # hair in front of the head: above the hairline (sideburns at the temples, a fringe, a parting)
-    if outer is not None:
-        hl0 = -b * p['hairline']
-        def front(du, dv):
-            s = du / a
-            line = hl0 + b * 0.25 * s ** 2 + b * 0.35 * np.clip((np.abs(s) - 0.78) / 0.2, 0, 1) * (p['ear_y'] + 0.3)
-            line = line + b * p['fringe'] * np.exp(-((s - p['parting'] * 0.3) / 0.6) ** 2) * (1 + 0.15 * np.sin(9 * s))
-            line = line - b * 0.04 * np.tanh((s - p['parting']) / 0.05) * np.sign(p['parting'])
-            return (dv < line) & head(du, dv)
-        cv.paint(13, front, 0.0, 0.0, max(a, b) * 1.02)
+def _paint_front_hair(cv: _Canvas, p: dict) -> None:
+    "Hair in front of the head: above the hairline (sideburns at the temples, a fringe, a parting)."
+    a, b = p['head_a'], p['head_b']
+    hl0 = -b * p['hairline']
+    def front(du, dv):
+        s = du / a
+        line = hl0 + b * 0.25 * s ** 2 + b * 0.35 * np.clip((np.abs(s) - 0.78) / 0.2, 0, 1) * (p['ear_y'] + 0.3)
+        line = line + b * p['fringe'] * np.exp(-((s - p['parting'] * 0.3) / 0.6) ** 2) * (1 + 0.15 * np.sin(9 * s))
+        line = line - b * 0.04 * np.tanh((s - p['parting']) / 0.05) * np.sign(p['parting'])
+        return (dv < line) & _in_head(p, du, dv)
+    cv.paint(13, front, 0.0, 0.0, max(a, b) * 1.02)
 
-    # earrings at the lobes, then the hat over everything on top
+def _paint_accessories(cv: _Canvas, p: dict, g: dict) -> None:
+    "Earrings at the lobes, then the hat over everything on top."
+    a, b = g['a'], g['b']
     if p['earrings']:
         ra = a * 0.035
-        for k, cu, cvv, w, side in ears:
-            lv = cvv + eh * 0.95
+        for k, cu, cvv, w, side in g['ears']:
+            lv = cvv + g['ear_h'] * 0.95
             if p['earring_kind'] == 0:
                 shp = lambda du, dv: _ellipse(du, dv, ra, ra)
             elif p['earring_kind'] == 1:
@@ -427,7 +485,6 @@ def _face_geometry(p: dict, size: int) -> tuple[_Canvas, dict]:
                              ((np.abs(dv - brim) < a * 0.05) & (np.abs(du) < a * 1.22))
         cv.paint(14, hat, 0.0, 0.0, max(a, b) * 1.4)
         g.update(hat_brim=brim)
-    return cv, g
 
 # %% ../nbs/03a_procedural.ipynb #50c42262
 def _smooth_noise(grid: np.ndarray, size: int) -> np.ndarray:
@@ -441,161 +498,217 @@ def _smooth_noise(grid: np.ndarray, size: int) -> np.ndarray:
     rows = grid[:, i, :] * (1 - f)[None, :, None] + grid[:, i + 1, :] * f[None, :, None]   # (C, size, g)
     return rows[:, :, i] * (1 - f) + rows[:, :, i + 1] * f
 
+def _col(c) -> np.ndarray:
+    "A colour as a channel-first column (3, 1): colours are channel-first (3, n) here."
+    return np.asarray(c, np.float32).reshape(3, 1)
+
+class _Pixels(NamedTuple):
+    "One region's pixels: head coordinates (u, v), image coordinates (x, y), 3 colour-noise fields and 1 shading field."
+    u: np.ndarray
+    v: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    n3: np.ndarray
+    n1: np.ndarray
+
 def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.ndarray:
     "RGB float image (H, W, 3) in [0, 1] of the painted label map: every pixel's colour comes from its label."
-    S = cv.size
-    L = cv.L.ravel()
-    col = lambda c: np.asarray(c, np.float32).reshape(3, 1)         # colours are channel-first (3, n) here
     if not texture:   # flat colours: the image is a pure function of the label map
-        lut = np.array([p['bg'][0], p['skin'], p['skin'] * 0.97, p['frame'], [0.9, 0.9, 0.88], [0.88, 0.88, 0.86],
-                        p['brow'], p['brow'] * 0.95, p['skin'] * 0.93, p['skin'] * 0.92, [0.3, 0.06, 0.07], p['lips'],
-                        p['lips'] * 1.08, p['hair'], p['hat_colour'][0], p['metal'], p['metal'] * 0.9,
-                        p['skin'] * 0.88, p['cloth'][0]], np.float32)
-        return np.clip(lut, 0, 1)[cv.L]
+        return _flat_colours(p, cv)
+    S, L = cv.size, cv.L.ravel()
     out = np.empty((3, S * S), np.float32)                            # every pixel has a label, so all get a colour
     present = np.flatnonzero(np.bincount(L, minlength=N_LABELS))
     noise = _smooth_noise(p['noise_grid'], S).reshape(4, -1)          # 3 colour-variation fields + 1 shading field
     rng = np.random.default_rng([p['seed'] & 0xFFFFFFFFFFFF, 0x6A1])
-    Uf, Vf = cv.U.ravel(), cv.V.ravel()
-    Xf, Yf = cv.X.ravel(), cv.Y.ravel()
-    a, b = g['a'], g['b']
-    skin, hair, lips, metal = col(p['skin']), col(p['hair']), col(p['lips']), col(p['metal'])
-    # head-dome shading for skin-like regions
-    dome = lambda u, v: 0.78 + 0.22 * np.sqrt(np.clip(1 - (u / (a * 1.15)) ** 2 - (v / (b * 1.15)) ** 2, 0, 1))
+    Uf, Vf, Xf, Yf = cv.U.ravel(), cv.V.ravel(), cv.X.ravel(), cv.Y.ravel()
     for k in present:
         idx = np.flatnonzero(L == k)
-        u, v, x, y = Uf[idx], Vf[idx], Xf[idx], Yf[idx]
-        n3 = noise[:3, idx]
-        n1 = noise[3, idx]
-        if k == 0:   # background: gradient, blurry blobs, stripes or tiles
-            ang, f = p['bg_angle'], p['bg_freq']
-            t = np.clip((x * math.cos(ang) + y * math.sin(ang) + 1) / 2, 0, 1)
-            c = col(p['bg'][0]) * (1 - t) + col(p['bg'][1]) * t
-            if p['bg_kind'] == 1:
-                c = c + 0.12 * n3
-            elif p['bg_kind'] == 2:
-                c = c * (0.85 + 0.15 * np.sign(np.sin(f * (x - y))))
-            elif p['bg_kind'] == 3:
-                c = c * (0.9 + 0.1 * (np.sin(f * x) * np.sin(f * y) > 0))
-        elif k in (1, 2, 8, 9, 17):   # skin-like
-            c = skin * (1 + p['blotch'] * n3) * dome(u, v)
-            if k == 1:
-                for side in (1, -1):   # blush on the cheeks
-                    d2 = ((u - side * a * 0.5) ** 2 + (v - b * 0.25) ** 2) / (a * 0.22) ** 2
-                    c = c + p['blush'] * np.exp(-d2) * col([0.3, -0.15, -0.1])
-                for fu, fv, fr in p['freckles']:   # freckles: dots of about a pixel at 128 px
-                    dot = (u - fu * a) ** 2 + (v - fv * b) ** 2 < fr ** 2
-                    c[:, dot] = c[:, dot] * 0.45 + col(p['freckle_colour']) * 0.55
-                if p['stubble']:
-                    beard = np.clip((v - b * 0.2) / (b * 0.15), 0, 1) * p['stubble']
-                    c = c * (1 - beard) + beard * (hair * 0.6 + c * 0.4) * (
-                        0.9 + 0.2 * rng.random(len(idx), np.float32)
-                    )
-            elif k == 2:
-                nu, nv, wb = g['nose']
-                c = c * (1 - 0.12 * np.clip((u - nu) * (1 if p['light'][0] >= 0 else -1) / wb, -1, 1))
-                for side in (1, -1):
-                    nost = _ellipse(u - nu - side * wb * 0.45, v - nv - wb * 0.22, wb * 0.24, wb * 0.12)
-                    c[:, nost] *= 0.35
-            elif k in (8, 9):
-                for kk, cu, cvv, w, side in g['ears']:
-                    if kk == k:
-                        inner = _ellipse(u - cu - side * w * 0.15, v - cvv, w * 0.45, g['ear_h'] * 0.6)
-                        c[:, inner] *= 0.72
-            else:   # neck: shadow under the chin
-                c = skin * (1 + p['blotch'] * n3) * (0.92 * (0.72 + 0.28 * np.clip((y - g['chin_y']) / 0.12, 0, 1)))
-        elif k == 3:   # glasses: frame colour, tinted lenses with a reflection
-            lw, lh, ft, n = g['glasses']
-            c = np.repeat(col(p['frame']), len(idx), 1)
-            tint = col([0.12, 0.1, 0.1]) if p['sunglasses'] else skin * 0.92
-            for _, cu, cvv, _s in g['eyes']:
-                lens = _superellipse(u - cu, v - cvv, lw - ft, lh - ft, n)
-                ref = 1 + 0.35 * (np.abs((u - cu) + (v - cvv) - lw * 0.2) < lw * 0.12)
-                c[:, lens] = tint * ref[lens]
-        elif k in (4, 5):   # eyes: sclera, iris, pupil, lid line
-            c = np.repeat(col([0.93, 0.91, 0.88]), len(idx), 1)
-            for kk, cu, cvv, side in g['eyes']:
-                if kk != k: continue
-                ew = g['eye_w']
-                gx, gy = p['gaze'][0] * ew * 0.35, p['gaze'][1] * ew * 0.15
-                r = np.hypot(u - cu - gx, v - cvv - gy)
-                ri = ew * p['iris_r']
-                iris = r < ri
-                ang = np.arctan2(v - cvv - gy, u - cu - gx)[iris]      # the iris pattern: spokes and a dark rim
-                c[:, iris] = (
-                    col(p['iris'])
-                    * (0.75 + 0.35 * (r[iris] / ri))
-                    * (0.85 + 0.15 * np.cos(p['iris_spokes'] * ang))
-                    * (1 - p['iris_rim'] * (r[iris] > ri * 0.8))
-                )
-                c[:, r < ri * 0.42] = 0.04
-                c[:, np.hypot(u - cu - gx + ri * 0.3, v - cvv - gy + ri * 0.3) < ri * 0.16] = 0.97   # catch-light
-                f = np.clip(1 - ((u - cu) / ew) ** 2, 0, 1)
-                lid = (v - cvv + p['eye_tilt'] * side * (u - cu)) < -g['eye_top'] * f + ew * 0.1
-                c[:, lid] *= 0.25
-        elif k in (6, 7, 13):   # brows and hair: strands (of the strand colour; brows as dense as the person's)
-            base = col(p['brow']) if k in (6, 7) else hair
-            phi = np.arctan2(u - a * 0.3 * p['parting'], -(v + b * 2.2)) if k == 13 else (u * 0.3 + v)
-            freq = p['strand_freq'] * 2.5 if k == 13 else 300.0
-            wav = np.sin(phi * (freq * (0.5 + p['curl'])) + 4 * p['curl'] * np.sin(v * 25) + 2 * n1)
-            s = 0.5 + 0.5 * wav
-            if k == 13:
-                m = np.clip((s - (1 - p['strand_mix'])) / 0.12 + 0.5, 0, 1)
-                c = (base * (1 - m) + col(p['strand_colour']) * m) * (0.9 + 0.1 * wav) * (1 + 0.15 * n3)
-            else:
-                m = np.clip((s - (1 - p['brow_density'])) / 0.2 + 0.5, 0, 1)
-                c = (skin * (1 - m) + base * m) * (1 + 0.15 * n3)
-            if k == 13:
-                sheen = np.exp(-((v + b * 0.55 - 0.1 * u) / (b * 0.12)) ** 2)
-                c = c + 0.18 * sheen * (0.4 + c)
-                if p['hair_style'] == 'curly':
-                    c = c * (0.8 + 0.2 * (np.sin(80 * u) * np.sin(80 * v) > 0))
-        elif k == 10:   # inner mouth: teeth under the upper lip, dark throat
-            mu, mv, mw, ou, ol, smile = g['mouth']
-            c = np.repeat(col([0.28, 0.05, 0.07]), len(idx), 1)
-            t = (u - mu) / mw
-            cline = -smile * t ** 2
-            teeth = (v - mv) < cline - ou * np.clip(1 - t ** 2, 0, 1) ** 0.8 + (ou + ol) * 0.45
-            c[:, teeth] = col([0.92, 0.9, 0.82]) * (0.85 + 0.15 * np.cos(t[teeth] * 40))
-        elif k in (11, 12):   # lips: a highlight on the lower lip
-            mu, mv, mw, ou, ol, smile = g['mouth']
-            c = (
-                lips
-                * (0.88 if k == 11 else 1.0)
-                * (1 + 0.05 * n3)
-                * (1 - 0.15 * p['lip_lines'] * (np.sin(u * 220) > 0.5))
-            )
-            if k == 12:
-                c = c * (1 + p['lip_gloss'] * np.exp(-(((u - mu) / (mw * 0.4)) ** 2)))
-        elif k == 14:   # hat: knit stripes or plain, darker brim
-            c = col(p['hat_colour'][0]) * (1 + 0.08 * n3)
-            if p['hat_knit']:
-                c = c * (0.82 + 0.18 * np.sign(np.sin(90 * u)))
-            brim = np.abs(v - g['hat_brim']) < a * 0.05
-            c[:, brim] = col(p['hat_colour'][1])
-        elif k == 15:   # earrings: metal with highlights
-            c = metal * (0.7 + 0.3 * np.cos(u * 150 + v * 90))
-        elif k == 16:   # necklace: beads
-            c = metal * (0.75 + 0.25 * np.cos(x * 200))
-        else:   # cloth: plain with folds, stripes, checks, dots or noise
-            c0, c1, f, th = col(p['cloth'][0]), col(p['cloth'][1]), p['cloth_freq'], p['cloth_angle']
-            kind = p['cloth_kind']
-            if kind == 0:
-                c = c0 * (0.9 + 0.15 * n1)
-            elif kind == 1:
-                c = np.where(np.sin(f * (x * math.cos(th) + y * math.sin(th))) > 0, c0, c1)
-            elif kind == 2:
-                c = np.where((np.sin(f * x) > 0) ^ (np.sin(f * y) > 0), c0, c0 * 0.6 + c1 * 0.4)
-            elif kind == 3:
-                c = np.where(np.sin(f * x) * np.sin(f * y) > 0.6, c1, c0)
-            else:
-                c = c0 + 0.2 * n3
-        out[:, idx] = c
+        px = _Pixels(Uf[idx], Vf[idx], Xf[idx], Yf[idx], noise[:3, idx], noise[3, idx])
+        out[:, idx] = _region_colour(int(k), p, g, px, rng)
     lx, ly = p['light']
     shade = (1 + p['light_strength'] * (lx * cv.x + ly * cv.y)) * p['exposure']      # (S, S) by broadcasting
     img = out.reshape(3, S, S) * shade
-    img = img * col(p['cast'])[:, :, None] + p['grain'] * rng.standard_normal((S, S), np.float32)
+    img = img * _col(p['cast'])[:, :, None] + p['grain'] * rng.standard_normal((S, S), np.float32)
     return np.clip(img, 0, 1).transpose(1, 2, 0)
+
+def _flat_colours(p: dict, cv: _Canvas) -> np.ndarray:
+    "One colour per label (`texture=False`)."
+    lut = np.array([p['bg'][0], p['skin'], p['skin'] * 0.97, p['frame'], [0.9, 0.9, 0.88], [0.88, 0.88, 0.86],
+                    p['brow'], p['brow'] * 0.95, p['skin'] * 0.93, p['skin'] * 0.92, [0.3, 0.06, 0.07], p['lips'],
+                    p['lips'] * 1.08, p['hair'], p['hat_colour'][0], p['metal'], p['metal'] * 0.9,
+                    p['skin'] * 0.88, p['cloth'][0]], np.float32)
+    return np.clip(lut, 0, 1)[cv.L]
+
+def _region_colour(k: int, p: dict, g: dict, px: _Pixels, rng) -> np.ndarray:
+    "Colours (3, n) of region `k`'s pixels."
+    if k == 0:
+        return _background(p, px)
+    if k in (1, 2, 8, 9, 17):
+        return _skin(k, p, g, px, rng)
+    if k == 3:
+        return _glasses(p, g, px)
+    if k in (4, 5):
+        return _eye(k, p, g, px)
+    if k in (6, 7, 13):
+        return _strands(k, p, g, px)
+    if k == 10:
+        return _inner_mouth(g, px)
+    if k in (11, 12):
+        return _lips(k, p, g, px)
+    if k == 14:
+        return _hat(p, g, px)
+    if k == 15:   # earrings: metal with highlights
+        return _col(p['metal']) * (0.7 + 0.3 * np.cos(px.u * 150 + px.v * 90))
+    if k == 16:   # necklace: beads
+        return _col(p['metal']) * (0.75 + 0.25 * np.cos(px.x * 200))
+    return _cloth(p, px)
+
+def _background(p: dict, px: _Pixels) -> np.ndarray:
+    "A gradient, with blurry blobs, stripes or tiles."
+    ang, f, x, y = p['bg_angle'], p['bg_freq'], px.x, px.y
+    t = np.clip((x * math.cos(ang) + y * math.sin(ang) + 1) / 2, 0, 1)
+    c = _col(p['bg'][0]) * (1 - t) + _col(p['bg'][1]) * t
+    if p['bg_kind'] == 1:
+        c = c + 0.12 * px.n3
+    elif p['bg_kind'] == 2:
+        c = c * (0.85 + 0.15 * np.sign(np.sin(f * (x - y))))
+    elif p['bg_kind'] == 3:
+        c = c * (0.9 + 0.1 * (np.sin(f * x) * np.sin(f * y) > 0))
+    return c
+
+def _skin(k: int, p: dict, g: dict, px: _Pixels, rng) -> np.ndarray:
+    "Skin-like regions (face, nose, ears, neck): blotchy skin under head-dome shading, and each region's details."
+    a, b, u, v, skin = g['a'], g['b'], px.u, px.v, _col(p['skin'])
+    if k == 17:   # neck: shadow under the chin
+        return skin * (1 + p['blotch'] * px.n3) * (0.92 * (0.72 + 0.28 * np.clip((px.y - g['chin_y']) / 0.12, 0, 1)))
+    dome = 0.78 + 0.22 * np.sqrt(np.clip(1 - (u / (a * 1.15)) ** 2 - (v / (b * 1.15)) ** 2, 0, 1))
+    c = skin * (1 + p['blotch'] * px.n3) * dome
+    if k == 1:
+        for side in (1, -1):   # blush on the cheeks
+            d2 = ((u - side * a * 0.5) ** 2 + (v - b * 0.25) ** 2) / (a * 0.22) ** 2
+            c = c + p['blush'] * np.exp(-d2) * _col([0.3, -0.15, -0.1])
+        for fu, fv, fr in p['freckles']:   # freckles: dots of about a pixel at 128 px
+            dot = (u - fu * a) ** 2 + (v - fv * b) ** 2 < fr ** 2
+            c[:, dot] = c[:, dot] * 0.45 + _col(p['freckle_colour']) * 0.55
+        if p['stubble']:
+            beard = np.clip((v - b * 0.2) / (b * 0.15), 0, 1) * p['stubble']
+            c = c * (1 - beard) + beard * (_col(p['hair']) * 0.6 + c * 0.4) * (
+                0.9 + 0.2 * rng.random(len(u), np.float32)
+            )
+    elif k == 2:
+        nu, nv, wb = g['nose']
+        c = c * (1 - 0.12 * np.clip((u - nu) * (1 if p['light'][0] >= 0 else -1) / wb, -1, 1))
+        for side in (1, -1):
+            nost = _ellipse(u - nu - side * wb * 0.45, v - nv - wb * 0.22, wb * 0.24, wb * 0.12)
+            c[:, nost] *= 0.35
+    else:   # ears: a darker inner ear
+        for kk, cu, cvv, w, side in g['ears']:
+            if kk == k:
+                inner = _ellipse(u - cu - side * w * 0.15, v - cvv, w * 0.45, g['ear_h'] * 0.6)
+                c[:, inner] *= 0.72
+    return c
+
+def _glasses(p: dict, g: dict, px: _Pixels) -> np.ndarray:
+    "Frame colour, tinted lenses with a reflection."
+    lw, lh, ft, n = g['glasses']
+    u, v = px.u, px.v
+    c = np.repeat(_col(p['frame']), len(u), 1)
+    tint = _col([0.12, 0.1, 0.1]) if p['sunglasses'] else _col(p['skin']) * 0.92
+    for _, cu, cvv, _s in g['eyes']:
+        lens = _superellipse(u - cu, v - cvv, lw - ft, lh - ft, n)
+        ref = 1 + 0.35 * (np.abs((u - cu) + (v - cvv) - lw * 0.2) < lw * 0.12)
+        c[:, lens] = tint * ref[lens]
+    return c
+
+def _eye(k: int, p: dict, g: dict, px: _Pixels) -> np.ndarray:
+    "Sclera, iris (spokes and a dark rim), pupil, catch-light, lid line."
+    u, v = px.u, px.v
+    c = np.repeat(_col([0.93, 0.91, 0.88]), len(u), 1)
+    for kk, cu, cvv, side in g['eyes']:
+        if kk != k: continue
+        ew = g['eye_w']
+        gx, gy = p['gaze'][0] * ew * 0.35, p['gaze'][1] * ew * 0.15
+        r = np.hypot(u - cu - gx, v - cvv - gy)
+        ri = ew * p['iris_r']
+        iris = r < ri
+        ang = np.arctan2(v - cvv - gy, u - cu - gx)[iris]      # the iris pattern: spokes and a dark rim
+        c[:, iris] = (
+            _col(p['iris'])
+            * (0.75 + 0.35 * (r[iris] / ri))
+            * (0.85 + 0.15 * np.cos(p['iris_spokes'] * ang))
+            * (1 - p['iris_rim'] * (r[iris] > ri * 0.8))
+        )
+        c[:, r < ri * 0.42] = 0.04
+        c[:, np.hypot(u - cu - gx + ri * 0.3, v - cvv - gy + ri * 0.3) < ri * 0.16] = 0.97   # catch-light
+        f = np.clip(1 - ((u - cu) / ew) ** 2, 0, 1)
+        lid = (v - cvv + p['eye_tilt'] * side * (u - cu)) < -g['eye_top'] * f + ew * 0.1
+        c[:, lid] *= 0.25
+    return c
+
+def _strands(k: int, p: dict, g: dict, px: _Pixels) -> np.ndarray:
+    "Brows and hair: strands (of the strand colour; brows as dense as the person's), hair with a sheen."
+    a, b, u, v, hair = g['a'], g['b'], px.u, px.v, k == 13
+    base = _col(p['hair']) if hair else _col(p['brow'])
+    phi = np.arctan2(u - a * 0.3 * p['parting'], -(v + b * 2.2)) if hair else (u * 0.3 + v)
+    freq = p['strand_freq'] * 2.5 if hair else 300.0
+    wav = np.sin(phi * (freq * (0.5 + p['curl'])) + 4 * p['curl'] * np.sin(v * 25) + 2 * px.n1)
+    s = 0.5 + 0.5 * wav
+    if not hair:
+        m = np.clip((s - (1 - p['brow_density'])) / 0.2 + 0.5, 0, 1)
+        return (_col(p['skin']) * (1 - m) + base * m) * (1 + 0.15 * px.n3)
+    m = np.clip((s - (1 - p['strand_mix'])) / 0.12 + 0.5, 0, 1)
+    c = (base * (1 - m) + _col(p['strand_colour']) * m) * (0.9 + 0.1 * wav) * (1 + 0.15 * px.n3)
+    sheen = np.exp(-((v + b * 0.55 - 0.1 * u) / (b * 0.12)) ** 2)
+    c = c + 0.18 * sheen * (0.4 + c)
+    if p['hair_style'] == 'curly':
+        c = c * (0.8 + 0.2 * (np.sin(80 * u) * np.sin(80 * v) > 0))
+    return c
+
+def _inner_mouth(g: dict, px: _Pixels) -> np.ndarray:
+    "Teeth under the upper lip, a dark throat."
+    mu, mv, mw, ou, ol, smile = g['mouth']
+    c = np.repeat(_col([0.28, 0.05, 0.07]), len(px.u), 1)
+    t = (px.u - mu) / mw
+    cline = -smile * t ** 2
+    teeth = (px.v - mv) < cline - ou * np.clip(1 - t ** 2, 0, 1) ** 0.8 + (ou + ol) * 0.45
+    c[:, teeth] = _col([0.92, 0.9, 0.82]) * (0.85 + 0.15 * np.cos(t[teeth] * 40))
+    return c
+
+def _lips(k: int, p: dict, g: dict, px: _Pixels) -> np.ndarray:
+    "Lip colour with lip lines; gloss on the lower lip."
+    mu, mv, mw, ou, ol, smile = g['mouth']
+    c = (
+        _col(p['lips'])
+        * (0.88 if k == 11 else 1.0)
+        * (1 + 0.05 * px.n3)
+        * (1 - 0.15 * p['lip_lines'] * (np.sin(px.u * 220) > 0.5))
+    )
+    if k == 12:
+        c = c * (1 + p['lip_gloss'] * np.exp(-(((px.u - mu) / (mw * 0.4)) ** 2)))
+    return c
+
+def _hat(p: dict, g: dict, px: _Pixels) -> np.ndarray:
+    "Knit stripes or plain, a darker brim."
+    c = _col(p['hat_colour'][0]) * (1 + 0.08 * px.n3)
+    if p['hat_knit']:
+        c = c * (0.82 + 0.18 * np.sign(np.sin(90 * px.u)))
+    brim = np.abs(px.v - g['hat_brim']) < g['a'] * 0.05
+    c[:, brim] = _col(p['hat_colour'][1])
+    return c
+
+def _cloth(p: dict, px: _Pixels) -> np.ndarray:
+    "Plain with folds, stripes, checks, dots or noise."
+    c0, c1, f, th = _col(p['cloth'][0]), _col(p['cloth'][1]), p['cloth_freq'], p['cloth_angle']
+    x, y, kind = px.x, px.y, p['cloth_kind']
+    if kind == 0:
+        return c0 * (0.9 + 0.15 * px.n1)
+    if kind == 1:
+        return np.where(np.sin(f * (x * math.cos(th) + y * math.sin(th))) > 0, c0, c1)
+    if kind == 2:
+        return np.where((np.sin(f * x) > 0) ^ (np.sin(f * y) > 0), c0, c0 * 0.6 + c1 * 0.4)
+    if kind == 3:
+        return np.where(np.sin(f * x) * np.sin(f * y) > 0.6, c1, c0)
+    return c0 + 0.2 * px.n3
 
 # %% ../nbs/03a_procedural.ipynb #410f07a8
 def procedural_face(

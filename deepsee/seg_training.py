@@ -101,10 +101,8 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
     """Train a `Segmenter` on `data` (a `deepsee.data` spec) into `run_dir`; returns a summary (steps, loss, paths,
     scores)."""
     from tqdm.auto import tqdm
-    run_dir = Path(run_dir)
-    info = init_distributed(device)
-    dev, world, rank = info.device, info.world_size, info.rank
-    batch_size = batch_size or cfg.train.batch_size
+    run_dir, info = Path(run_dir), init_distributed(device)
+    dev, batch_size = info.device, batch_size or cfg.train.batch_size
     base_lr = cfg.train.seg_lr if lr is None else lr
     ckpts = CheckpointManager(run_dir / 'seg')
     dataset = _data.make_dataset(data, cfg.hr_size, cfg.factor, split='train', flip=False, seed=seed)
@@ -114,28 +112,78 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
     if steps_per_epoch == 0: raise DeepSEEError(f"--data {data}: too few training images for batch size {batch_size}")
     total = max_steps if max_steps is not None else (epochs or cfg.train.seg_epochs) * steps_per_epoch
     if total < 1: raise DeepSEEError(f"--max-steps: must be at least 1, got {total}")
+    state = _resume_state(ckpts, run_dir, resume, cfg, data)
+    torch.manual_seed(seed)
+    module, step, weight = _start(cfg, state, dataset, weights, weight_images, max_weight, dev)
+    module, model, opt = _distribute(module, state, base_lr, info)
+    save = lambda at: _checkpoint(ckpts, at, module, opt, weight, cfg, data, seed, info)
+    log = JsonlLogger(run_dir / 'seg' / 'log.jsonl') if info.is_main else None
+    bar = tqdm(total=total, initial=step, desc='train-seg', disable=not (progress and info.is_main), dynamic_ncols=True)
+    model.train()
+    loss_value, t0, last_saved = float('nan'), time.time(), step
+    try:
+        while step < total:
+            epoch, skip = divmod(step, steps_per_epoch)
+            order = epoch_order(len(dataset), seed, epoch)[skip * batch_size * info.world_size:]
+            for batch in _loader(dataset, order, batch_size, seed, info.distributed):
+                if step >= total: break
+                loss = _seg_step(model, opt, batch, weight, poly_lr(base_lr, step, total),
+                                 _step_seed(seed, step, info.rank), dev)
+                step += 1
+                bar.update(1)
+                if step % log_every == 0 or step == total:
+                    loss_value = _mean_over_ranks(loss, info)
+                    bar.set_postfix(loss=f'{loss_value:.4f}')
+                    if log:
+                        log.log(step=step, epoch=epoch, loss=loss_value, lr=opt.param_groups[0]['lr'],
+                                sec=round(time.time() - t0, 3))
+                if step % save_every == 0:
+                    save(step)
+                    last_saved = step
+    except KeyboardInterrupt:
+        if step > last_saved:
+            save(step)
+        raise
+    finally:
+        bar.close()
+        if log:
+            log.close()
+    if step > last_saved:
+        save(step)
+    out = dict(steps=step, loss=loss_value, seconds=time.time() - t0, run_dir=str(run_dir),
+               class_weights=weight.cpu().tolist())
+    return _finish(out, module, cfg, data, run_dir, info, eval_images, batch_size, seed)
 
+def _resume_state(ckpts: CheckpointManager, run_dir: Path, resume: bool, cfg: DeepSEEConfig, data: str) -> dict | None:
+    "The checkpoint to continue (`resume`), None for a fresh run; refuses a fresh run over old checkpoints."
     if not resume and ckpts.paths():
         raise DeepSEEError(
             f"--run-dir {run_dir}: has segmenter checkpoints already; pass --resume or choose a new run directory"
         )
     state = ckpts.load_latest(map_location='cpu') if resume else None
-    torch.manual_seed(seed)
+    if state is None:
+        return None
+    if state['config'] != config_to_dict(cfg):
+        raise DeepSEEError(
+            f"--run-dir {run_dir}: its checkpoint was trained with another configuration ({state['config']['name']})"
+        )
+    if state.get('data') != data:
+        warnings.warn(f"--data {data}: the checkpoint was trained on {state.get('data')}; continuing on {data}")
+    return state
+
+def _start(cfg, state, dataset, weights: str, weight_images, max_weight, dev) -> tuple[nn.Module, int, torch.Tensor]:
+    "(network, step, class weights): from the checkpoint, or fresh with weights counted on the training labels."
     module = Segmenter(cfg)
     if state is not None:
-        if state['config'] != config_to_dict(cfg):
-            raise DeepSEEError(
-                f"--run-dir {run_dir}: its checkpoint was trained with another configuration ({state['config']['name']})"
-            )
-        if state.get('data') != data:
-            warnings.warn(f"--data {data}: the checkpoint was trained on {state.get('data')}; continuing on {data}")
         module.load_state_dict(state['model'])
-        step, weight = int(state['step']), state['class_weights']
-    else:
-        step = 0
-        weight = (torch.ones(cfg.n_labels) if weights == 'none' else
-                  class_weights(dataset_label_counts(dataset, weight_images, cfg.n_labels), weights, max_weight))
-    weight = weight.to(dev)
+        return module, int(state['step']), state['class_weights'].to(dev)
+    weight = (torch.ones(cfg.n_labels) if weights == 'none' else
+              class_weights(dataset_label_counts(dataset, weight_images, cfg.n_labels), weights, max_weight))
+    return module, 0, weight.to(dev)
+
+def _distribute(module: nn.Module, state, base_lr: float, info):
+    "(module on the device, the module to call (DDP when distributed), SGD), optimiser and RNG from `state`."
+    dev = info.device
     if info.distributed and dev.type == 'cuda':
         module = nn.SyncBatchNorm.convert_sync_batchnorm(module)  # CUDA only
     module = module.to(dev)
@@ -146,67 +194,44 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
     model = module
     if info.distributed:
         model = nn.parallel.DistributedDataParallel(module, device_ids=[dev.index] if dev.type == 'cuda' else None)
+    return module, model, opt
 
-    def checkpoint(at: int) -> None:
-        if info.is_main:
-            ckpts.save(at, dict(step=at, model=module.state_dict(), optimizer=opt.state_dict(), rng=rng_state(),
-                                class_weights=weight.cpu(), config=config_to_dict(cfg), data=data, seed=seed))
+def _checkpoint(ckpts, at: int, module, opt, weight, cfg, data: str, seed: int, info) -> None:
+    "Checkpoint step `at` (the main process)."
+    if info.is_main:
+        ckpts.save(at, dict(step=at, model=module.state_dict(), optimizer=opt.state_dict(), rng=rng_state(),
+                            class_weights=weight.cpu(), config=config_to_dict(cfg), data=data, seed=seed))
 
-    log = JsonlLogger(run_dir / 'seg' / 'log.jsonl') if info.is_main else None
-    bar = tqdm(total=total, initial=step, desc='train-seg', disable=not (progress and info.is_main), dynamic_ncols=True)
-    autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == 'cuda')
-    model.train()
-    loss_value, t0, last_saved = float('nan'), time.time(), step
-    try:
-        while step < total:
-            epoch, skip = divmod(step, steps_per_epoch)
-            order = epoch_order(len(dataset), seed, epoch)[skip * batch_size * world:]
-            for batch in _loader(dataset, order, batch_size, seed, info.distributed):
-                if step >= total: break
-                torch.manual_seed(_step_seed(seed, step, rank))  # flips, dropout: a function of (seed, step, rank)
-                x, y = batch['lr'].to(dev), batch['labels'].to(dev).long()
-                x, y = flip_batch(x, y, (torch.rand(x.shape[0]) < 0.5).to(dev))
-                for g in opt.param_groups:
-                    g['lr'] = poly_lr(base_lr, step, total)
-                with torch.autocast(**autocast):
-                    logits = model(x)
-                loss = seg_loss(logits, y, weight)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                bar.update(1)
-                if step % log_every == 0 or step == total:
-                    loss_value = loss.detach()
-                    if info.distributed:
-                        torch.distributed.all_reduce(loss_value)
-                        loss_value = loss_value / world
-                    loss_value = float(loss_value)
-                    bar.set_postfix(loss=f'{loss_value:.4f}')
-                    if log:
-                        log.log(step=step, epoch=epoch, loss=loss_value, lr=opt.param_groups[0]['lr'],
-                                    sec=round(time.time() - t0, 3))
-                if step % save_every == 0:
-                    checkpoint(step)
-                    last_saved = step
-    except KeyboardInterrupt:
-        if step > last_saved:
-            checkpoint(step)
-        raise
-    finally:
-        bar.close()
-        if log:
-            log.close()
-    if step > last_saved:
-        checkpoint(step)
-    out = dict(
-        steps=step, loss=loss_value, seconds=time.time() - t0, run_dir=str(run_dir), class_weights=weight.cpu().tolist()
-    )
+def _seg_step(model, opt, batch: dict, weight, lr: float, step_seed: int, dev) -> torch.Tensor:
+    "One SGD step on `batch` (random flips), at learning rate `lr`; returns the loss."
+    torch.manual_seed(step_seed)  # flips, dropout: a function of (seed, step, rank)
+    x, y = batch['lr'].to(dev), batch['labels'].to(dev).long()
+    x, y = flip_batch(x, y, (torch.rand(x.shape[0]) < 0.5).to(dev))
+    for g in opt.param_groups:
+        g['lr'] = lr
+    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
+        logits = model(x)
+    loss = seg_loss(logits, y, weight)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+def _mean_over_ranks(loss: torch.Tensor, info) -> float:
+    "The loss averaged over the processes."
+    value = loss.detach()
+    if info.distributed:
+        torch.distributed.all_reduce(value)
+        value = value / info.world_size
+    return float(value)
+
+def _finish(out: dict, module, cfg, data: str, run_dir: Path, info, eval_images: int, batch_size: int, seed: int) -> dict:
+    "Write the segmenter bundle and (`eval_images`) its test scores; every process waits for it."
     if info.is_main:
         out['segmenter'] = str(save_segmenter(module, cfg, run_dir / 'segmenter'))
         if eval_images:
             test = _data.make_dataset(data, cfg.hr_size, cfg.factor, split='test', flip=False, seed=seed)
-            out['test'] = evaluate_segmenter(module, test, batch_size, max_images=eval_images, device=dev)
+            out['test'] = evaluate_segmenter(module, test, batch_size, max_images=eval_images, device=info.device)
             (run_dir / 'seg' / 'test_scores.json').write_text(json.dumps(out['test'], indent=1))
     if info.distributed:
         torch.distributed.barrier()
