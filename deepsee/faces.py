@@ -765,75 +765,105 @@ def upscale_faces(model, photo, factor: float | None = None, samples: int = 0, s
                   convention: str | None = None, parser=None, radius: float | None = None, match_colour: bool = True,
                   name: str = 'photo', **detect) -> FaceUpscale:
     "Detect, align, super-resolve and paste back every face of `photo` with a DeepSEE `model` (see above)."
-    if mask not in MASK_MODES: raise DeepSEEError(f"mask: expected one of {', '.join(MASK_MODES)}, got {mask!r}")
-    if samples < 0 or delta < 0:
-        raise DeepSEEError(f"samples and delta must be >= 0, got samples={samples}, delta={delta}")
     cfg, dev = model.cfg, model.device
-    if samples and not cfg.style: raise DeepSEEError(f"samples: variant {cfg.variant!r} has no style matrix to sample")
-    if factor is not None and not factor > 0: raise DeepSEEError(f"factor: must be positive, got {factor}")
+    _check_face_options(cfg, mask, samples, delta, factor)
     if isinstance(photo, (str, Path)) and name == 'photo':
         name = str(photo)
     photo = as_photo(photo, name)
-    H, W = photo.shape[:2]
     factor = float(cfg.factor if factor is None else factor)
-    size = (max(1, round(W * factor)), max(1, round(H * factor)))
-    if size[0] * size[1] > MAX_OUTPUT_PIXELS:
-        raise DeepSEEError(f"{name}: {W}x{H} upscaled {factor:g}x would be {size[0]}x{size[1]} "
-                           f"({size[0] * size[1] / 1e6:.0f} Mpx, over {MAX_OUTPUT_PIXELS / 1e6:.0f}); "
-                           "pass a smaller -s/--scale")
+    size = _output_size(photo, factor, name)
     conv = convention or model_convention(model)
     faces, rejected = _scan_or_raise(photo, name, convention=conv, size=cfg.hr_size, **detect)
+    guide_style = None
     if guide is not None:  # before the expensive steps: a guide without a face fails early
         if not cfg.style: raise DeepSEEError(f"guide: the model's variant {cfg.variant!r} takes no style")
-        g, gm = guide_face(model, guide, conv, parser, name='guide')
+        guide_style = guide_face(model, guide, conv, parser, name='guide')
     model.eval()
-    seg = getattr(model, 'segmenter', None) is not None and not trained_on_synthetic(model)
-    mode = mask if mask != 'auto' else ('segmenter' if seg else 'parse')
-    if mode == 'segmenter' and getattr(model, 'segmenter', None) is None:
-        raise DeepSEEError("mask='segmenter': this model has no segmenter; use mask='parse'")
-    parses = [parse_face(photo, f, parser, cfg.hr_size) for f in faces]   # where to paste, in either mode
-    keep = [i for i, lab in enumerate(parses) if parse_problem(lab) is None]
-    for i in sorted(set(range(len(faces))) - set(keep)):
-        rejected.append(dict(box=faces[i].to_json()['box'], score=round(faces[i].score, 3),
-                             reason=parse_problem(parses[i]) + '; left as the plain upscale'))
-    if not keep: raise DeepSEEError(f"{name}: the parser finds no face in the {len(faces)} detected face(s) "
-                                    "(too small or blurry for it?)")
-    faces, pasted = [faces[i] for i in keep], np.stack([parses[i] for i in keep])
-    if mode == 'parse':
-        labels = torch.from_numpy(pasted.astype(np.int64)).to(dev)
+    mode = _mask_mode(model, mask)
+    faces, pasted = _parsed_faces(photo, faces, parser, cfg.hr_size, rejected, name)
     hr = _to_model(np.stack([f.crop for f in faces]), dev)
     lr = downsample(hr, cfg.factor).clamp(-1, 1)
     with torch.inference_mode():
         if mode == 'segmenter':
             labels = model.predict_mask(lr).long()
-        style = None
-        if guide is not None:
-            style = model.encode_style(g, gm, 'hr').expand(len(faces), -1, -1)
-        elif cfg.style:
-            style = model.encode_style(lr, labels, 'lr')
-        styles = [style]  # the default solution, then `samples` alternatives S + U(-delta, delta), seeded
-        if samples:
-            gen = torch.Generator().manual_seed(int(seed))
-            jitter = (torch.rand(samples, *style.shape, generator=gen) * 2 - 1) * delta
-            styles += list((style.unsqueeze(0) + jitter.to(dev, style.dtype)).clamp(-1, 1))
-        srs = []
-        for k, st in enumerate(styles):
-            gen = torch.Generator(device=dev).manual_seed(int(seed) + 1 + k) if noise else None
-            out = model.upscale(lr, mask=labels, style=st, noise=noise and k > 0, generator=gen).float().clamp(-1, 1)
-            if consistent:
-                from deepsee.explore import project_consistent
-                out = project_consistent(out, lr, cfg.factor)
-            srs.append(((out + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        else:
+            labels = torch.from_numpy(pasted.astype(np.int64)).to(dev)
+        styles = _face_styles(model, lr, labels, guide_style, samples, delta, seed)
+        srs = [_face_sr(model, lr, labels, st, k, noise, seed, consistent) for k, st in enumerate(styles)]
+    H, W = photo.shape[:2]
     base = photo if size == (W, H) else np.asarray(Image.fromarray(photo).resize(size, Image.BICUBIC))
-    lab_np = labels.cpu().numpy().astype(np.uint8)
     photos = []
     for sr in srs:
         out = base
         for f, s, lab in zip(faces, sr, pasted):
             out = paste_back(out, f, s, lab, radius, match_colour)
         photos.append(out)
-    lr_np = ((lr.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return FaceUpscale(photos, faces, lr_np, lab_np, srs, factor, mode, rejected, pasted)
+    lab_np = labels.cpu().numpy().astype(np.uint8)
+    return FaceUpscale(photos, faces, _hwc_uint8(lr), lab_np, srs, factor, mode, rejected, pasted)
+
+def _check_face_options(cfg, mask: str, samples: int, delta: float, factor) -> None:
+    "One-line errors for options that cannot work, before any work."
+    if mask not in MASK_MODES: raise DeepSEEError(f"mask: expected one of {', '.join(MASK_MODES)}, got {mask!r}")
+    if samples < 0 or delta < 0:
+        raise DeepSEEError(f"samples and delta must be >= 0, got samples={samples}, delta={delta}")
+    if samples and not cfg.style: raise DeepSEEError(f"samples: variant {cfg.variant!r} has no style matrix to sample")
+    if factor is not None and not factor > 0: raise DeepSEEError(f"factor: must be positive, got {factor}")
+
+def _output_size(photo: np.ndarray, factor: float, name: str) -> tuple[int, int]:
+    "(width, height) of the upscaled photo; refuses sizes over `MAX_OUTPUT_PIXELS`."
+    H, W = photo.shape[:2]
+    size = (max(1, round(W * factor)), max(1, round(H * factor)))
+    if size[0] * size[1] > MAX_OUTPUT_PIXELS:
+        raise DeepSEEError(f"{name}: {W}x{H} upscaled {factor:g}x would be {size[0]}x{size[1]} "
+                           f"({size[0] * size[1] / 1e6:.0f} Mpx, over {MAX_OUTPUT_PIXELS / 1e6:.0f}); "
+                           "pass a smaller -s/--scale")
+    return size
+
+def _mask_mode(model, mask: str) -> str:
+    "'segmenter' or 'parse': where masks come from ('auto': the segmenter unless it knows only synthetic faces)."
+    seg = getattr(model, 'segmenter', None) is not None and not trained_on_synthetic(model)
+    mode = mask if mask != 'auto' else ('segmenter' if seg else 'parse')
+    if mode == 'segmenter' and getattr(model, 'segmenter', None) is None:
+        raise DeepSEEError("mask='segmenter': this model has no segmenter; use mask='parse'")
+    return mode
+
+def _parsed_faces(photo, faces: list, parser, size: int, rejected: list, name: str) -> tuple[list, np.ndarray]:
+    "The faces the parser finds a face in, and their parses (where to paste); the others go to `rejected`."
+    parses = [parse_face(photo, f, parser, size) for f in faces]   # where to paste, in either mask mode
+    keep = [i for i, lab in enumerate(parses) if parse_problem(lab) is None]
+    for i in sorted(set(range(len(faces))) - set(keep)):
+        rejected.append(dict(box=faces[i].to_json()['box'], score=round(faces[i].score, 3),
+                             reason=parse_problem(parses[i]) + '; left as the plain upscale'))
+    if not keep: raise DeepSEEError(f"{name}: the parser finds no face in the {len(faces)} detected face(s) "
+                                    "(too small or blurry for it?)")
+    return [faces[i] for i in keep], np.stack([parses[i] for i in keep])
+
+def _face_styles(model, lr, labels, guide_style, samples: int, delta: float, seed: int) -> list:
+    "The style of every face (from the guide, else its LR image), then `samples` alternatives S + U(-delta, delta)."
+    style = None
+    if guide_style is not None:
+        style = model.encode_style(*guide_style, 'hr').expand(len(lr), -1, -1)
+    elif model.cfg.style:
+        style = model.encode_style(lr, labels, 'lr')
+    styles = [style]
+    if samples:
+        gen = torch.Generator().manual_seed(int(seed))
+        jitter = (torch.rand(samples, *style.shape, generator=gen) * 2 - 1) * delta
+        styles += list((style.unsqueeze(0) + jitter.to(model.device, style.dtype)).clamp(-1, 1))
+    return styles
+
+def _face_sr(model, lr, labels, style, k: int, noise: bool, seed: int, consistent: bool) -> np.ndarray:
+    "Solution `k` (0: the default) of every face, (n, S, S, 3) uint8; noise (seeded) only on the alternatives."
+    gen = torch.Generator(device=model.device).manual_seed(int(seed) + 1 + k) if noise else None
+    out = model.upscale(lr, mask=labels, style=style, noise=noise and k > 0, generator=gen).float().clamp(-1, 1)
+    if consistent:
+        from deepsee.explore import project_consistent
+        out = project_consistent(out, lr, model.cfg.factor)
+    return _hwc_uint8(out)
+
+def _hwc_uint8(x: torch.Tensor) -> np.ndarray:
+    "(n, 3, H, W) in [-1, 1] -> (n, H, W, 3) uint8."
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 # %% ../nbs/10_faces.ipynb #385cf9c0
 def _load_model(spec, device, random_weights: bool = False):
