@@ -76,6 +76,11 @@ def _model_from(spec, device='cpu') -> DeepSEE:
 import ipywidgets as W
 from ipycanvas import Canvas
 
+def _tagged(widget, name: str):
+    "`widget` with the CSS class t-`name` (what the browser tests find it by)."
+    widget.add_class(f't-{name}')
+    return widget
+
 class Explorer(W.VBox):
     """Interactive DeepSEE explorer: paint the mask, steer per-region style, browse samples. `Explorer(model)` in any
     notebook."""
@@ -93,38 +98,53 @@ class Explorer(W.VBox):
         self._ready, self._quiet, self._drawing, self.errors = set(), False, False, []
         self._renderer = LatestOnly(self._render_now, debounce)
         self._gallery_shown = 0
-        px = f'{self.S * self.scale}px'
-        cls = lambda w, name: (w.add_class(f't-{name}'), w)[1]
+        self._make_loader_row(seed, n_examples)
+        self._make_images()
+        self._make_mask_tools()
+        self._make_style_controls(seed, n_examples)
+        self._make_gallery()
+        self._connect()
+        super().__init__(self._rows())
+        self.add_class('t-explorer')
+        self._show_inputs()
+        self._sync_controls()
+        self._render_now()
 
-        # loader row
-        self.status = cls(W.HTML(), 'status')
-        self.example = cls(W.Dropdown(options=[(f'example {k}', k) for k in range(seed, seed + n_examples)], value=seed,
-                                      description='face', layout=W.Layout(width='200px')), 'example')
-        self.upload = cls(W.FileUpload(accept='image/*', description='LR / HR photo'), 'upload')
-        self.consistent = cls(W.Checkbox(value=False, description='LR-consistent', indent=False), 'consistent')
-        self.image_path = cls(W.Text(value='explorer.png', layout=W.Layout(width='180px')), 'image-path')
-        self.save_image_btn = cls(W.Button(description='save image', icon='save'), 'save-image')
-        self.session_path = cls(
+    def _make_loader_row(self, seed: int, n_examples: int):
+        "Example picker, upload, LR-consistency switch, image and session files."
+        self.status = _tagged(W.HTML(), 'status')
+        examples = [(f'example {k}', k) for k in range(seed, seed + n_examples)]
+        self.example = _tagged(W.Dropdown(options=examples, value=seed, description='face',
+                                          layout=W.Layout(width='200px')), 'example')
+        self.upload = _tagged(W.FileUpload(accept='image/*', description='LR / HR photo'), 'upload')
+        self.consistent = _tagged(W.Checkbox(value=False, description='LR-consistent', indent=False), 'consistent')
+        self.image_path = _tagged(W.Text(value='explorer.png', layout=W.Layout(width='180px')), 'image-path')
+        self.save_image_btn = _tagged(W.Button(description='save image', icon='save'), 'save-image')
+        self.session_path = _tagged(
             W.Text(value='explorer.session.safetensors', layout=W.Layout(width='240px')), 'session-path'
         )
-        self.save_session_btn = cls(W.Button(description='save session'), 'save-session')
-        self.load_session_btn = cls(W.Button(description='load session'), 'load-session')
+        self.save_session_btn = _tagged(W.Button(description='save session'), 'save-session')
+        self.load_session_btn = _tagged(W.Button(description='load session'), 'load-session')
 
-        # images row
+    def _make_images(self):
+        "LR, bicubic, DeepSEE and the mask canvas, side by side."
+        px = f'{self.S * self.scale}px'
         lay = W.Layout(width=px, height=px)
-        self.lr_img = cls(W.Image(format='png', layout=lay), 'lr')
-        self.bicubic_img = cls(W.Image(format='png', layout=W.Layout(width=px, height=px)), 'bicubic')
-        self.sr_img = cls(W.Image(format='png', layout=W.Layout(width=px, height=px)), 'sr')
-        self.canvas = cls(
+        self.lr_img = _tagged(W.Image(format='png', layout=lay), 'lr')
+        self.bicubic_img = _tagged(W.Image(format='png', layout=W.Layout(width=px, height=px)), 'bicubic')
+        self.sr_img = _tagged(W.Image(format='png', layout=W.Layout(width=px, height=px)), 'sr')
+        self.canvas = _tagged(
             Canvas(width=self.S * self.scale, height=self.S * self.scale, layout=W.Layout(width=px, height=px)), 'mask'
         )
 
-        # mask tools
+    def _make_mask_tools(self):
+        "Tool, brush, opacity, undo/redo/reset, and one button per label (its palette colour)."
+        c = self.model.cfg
         small = lambda w: W.Layout(width=w)
-        self.tool = cls(
+        self.tool = _tagged(
             W.ToggleButtons(options=self.TOOLS, value='paint', style=W.ToggleButtonsStyle(button_width='56px')), 'tool'
         )
-        self.brush = cls(
+        self.brush = _tagged(
             W.IntSlider(
                 value=max(1, c.hr_size // 32),
                 min=1,
@@ -134,29 +154,30 @@ class Explorer(W.VBox):
             ),
             'brush',
         )
-        self.opacity = cls(
+        self.opacity = _tagged(
             W.FloatSlider(value=0.5, min=0, max=1, step=0.05, description='mask', layout=small('240px')), 'opacity'
         )
-        self.undo_btn = cls(W.Button(description='undo', icon='undo', layout=small('80px')), 'undo')
-        self.redo_btn = cls(W.Button(description='redo', icon='repeat', layout=small('80px')), 'redo')
-        self.reset_btn = cls(W.Button(description='reset mask', layout=small('100px')), 'reset')
+        self.undo_btn = _tagged(W.Button(description='undo', icon='undo', layout=small('80px')), 'undo')
+        self.redo_btn = _tagged(W.Button(description='redo', icon='repeat', layout=small('80px')), 'redo')
+        self.reset_btn = _tagged(W.Button(description='reset mask', layout=small('100px')), 'reset')
         self.legend = {}
         for k, name in enumerate(LABELS):
             rgb = PALETTE[k]
             fg = 'black' if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else 'white'
-            b = cls(W.Button(description=name, layout=W.Layout(width='82px'),
-                             style=dict(button_color=_hex(rgb), text_color=fg)), f'label-{name}')
+            b = _tagged(W.Button(description=name, layout=W.Layout(width='82px'),
+                                 style=dict(button_color=_hex(rgb), text_color=fg)), f'label-{name}')
             b.on_click(lambda _, k=k: self._guard(self._on_label, k))
             self.legend[name] = b
 
-        # style
-        self.region = cls(W.HTML(), 'region')
-        self.all_regions = cls(W.Checkbox(value=True, description='all regions', indent=False), 'all')
-        self.symmetric = cls(W.Checkbox(value=False, description='symmetric L/R', indent=False), 'symmetric')
-        self.mirror = cls(
+    def _make_style_controls(self, seed: int, n_examples: int):
+        "Region, symmetry, walk and sample sliders, reference and transfer."
+        self.region = _tagged(W.HTML(), 'region')
+        self.all_regions = _tagged(W.Checkbox(value=True, description='all regions', indent=False), 'all')
+        self.symmetric = _tagged(W.Checkbox(value=False, description='symmetric L/R', indent=False), 'symmetric')
+        self.mirror = _tagged(
             W.Checkbox(value=False, description='mirror L/R', indent=False, layout=W.Layout(width='110px')), 'mirror'
         )
-        self.walk = cls(
+        self.walk = _tagged(
             W.FloatSlider(
                 value=0,
                 min=-0.6,
@@ -168,9 +189,9 @@ class Explorer(W.VBox):
             ),
             'walk',
         )
-        self.delta = cls(W.FloatSlider(value=0.2, min=0.0, max=1.0, step=0.05, description='sample δ'), 'delta')
-        self.resample_btn = cls(W.Button(description='resample', icon='random'), 'resample')
-        self.reference = cls(
+        self.delta = _tagged(W.FloatSlider(value=0.2, min=0.0, max=1.0, step=0.05, description='sample δ'), 'delta')
+        self.resample_btn = _tagged(W.Button(description='resample', icon='random'), 'resample')
+        self.reference = _tagged(
             W.Dropdown(
                 options=[('no reference', -1)] + [(f'example {k}', k) for k in range(seed, seed + n_examples)],
                 value=-1,
@@ -179,22 +200,24 @@ class Explorer(W.VBox):
             ),
             'reference',
         )
-        self.ref_upload = cls(W.FileUpload(accept='image/*', description='reference photo'), 'ref-upload')
-        self.interp = cls(
+        self.ref_upload = _tagged(W.FileUpload(accept='image/*', description='reference photo'), 'ref-upload')
+        self.interp = _tagged(
             W.FloatSlider(value=0, min=0, max=1, step=0.05, description='toward ref', continuous_update=False), 'interp'
         )
-        self.copy_btn = cls(W.Button(description='copy from reference'), 'copy')
+        self.copy_btn = _tagged(W.Button(description='copy from reference'), 'copy')
 
-        # gallery
-        self.n = cls(W.IntSlider(value=self.n_max, min=1, max=self.n_max, description='samples'), 'n')
-        self.sample_btn = cls(W.Button(description='new samples', icon='th'), 'sample')
-        self.more_btn = cls(W.Button(description='more like this'), 'more')
+    def _make_gallery(self):
+        "The sample gallery and its controls."
+        self.n = _tagged(W.IntSlider(value=self.n_max, min=1, max=self.n_max, description='samples'), 'n')
+        self.sample_btn = _tagged(W.Button(description='new samples', icon='th'), 'sample')
+        self.more_btn = _tagged(W.Button(description='more like this'), 'more')
         gw = self.n_max * (self.thumb + 4)
-        self.gallery = cls(
+        self.gallery = _tagged(
             Canvas(width=gw, height=self.thumb, layout=W.Layout(width=f'{gw}px', height=f'{self.thumb}px')), 'gallery'
         )
 
-        # wiring
+    def _connect(self):
+        "Every control to its handler (errors go to the status line)."
         self.example.observe(lambda ch: self._guard(self._on_example, ch['new']), 'value')
         self.upload.observe(lambda ch: self._guard(self._on_upload, ch['new'], False), 'value')
         self.ref_upload.observe(lambda ch: self._guard(self._on_upload, ch['new'], True), 'value')
@@ -224,9 +247,11 @@ class Explorer(W.VBox):
         self.canvas.on_client_ready(lambda: self._guard(self._client_ready, 'mask'))
         self.gallery.on_client_ready(lambda: self._guard(self._client_ready, 'gallery'))
 
+    def _rows(self):
+        "The widget rows, top to bottom."
         cap = lambda t: W.HTML(f'<b>{t}</b>')
         col = lambda t, w: W.VBox([cap(t), w])
-        super().__init__([
+        return [
             self.status,
             W.HBox([self.example, self.upload, self.consistent, self.image_path, self.save_image_btn]),
             W.HBox([self.session_path, self.save_session_btn, self.load_session_btn]),
@@ -239,11 +264,7 @@ class Explorer(W.VBox):
             W.HBox([self.reference, self.ref_upload, self.interp, self.copy_btn]),
             W.HBox([self.n, self.sample_btn, self.more_btn]),
             self.gallery,
-        ])
-        self.add_class('t-explorer')
-        self._show_inputs()
-        self._sync_controls()
-        self._render_now()
+        ]
 
     # --- plumbing --------------------------------------------------------------------------------------------
     def _guard(self, fn, *args):
