@@ -82,6 +82,7 @@ class SharedStyleLayer(nn.Module):
         self.conv, self.norm = _conv(cin, style_dim, 1, sn), nn.InstanceNorm2d(style_dim)
     def forward(self, x): return torch.tanh(self.norm(self.conv(x)))
 
+# %% ../nbs/02_architecture.ipynb #03fee38f
 class StyleEncoder(nn.Module):
     "E: image + mask -> style matrix S (B,19,d); the LR or HR branch is chosen by `source`."
     def __init__(self, cfg: DeepSEEConfig):
@@ -153,6 +154,7 @@ class Modulation:
         "conv(x) + skip: the end of a ResBlock."
         return conv(x) + skip
 
+# %% ../nbs/02_architecture.ipynb #0348cf21
 REFERENCE = Modulation()
 
 class NormBlock(nn.Module):

@@ -53,6 +53,7 @@ def main_info(argv: list[str]) -> int:
             print(f"  {k:<18} {v:>12,}" if v is not None else f"  {k:<18} {'n/a':>12}")
     return 0
 
+# %% ../nbs/11_cli.ipynb #3cc4e01b
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `deepsee` command."
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -198,6 +198,7 @@ class DiscriminatorConfig:
     n_scales: int = 2   # full and half scale
     first_layer: str = 'spectral_instance'   # 'plain': conv with bias, no norm (the research code's first layer)
 
+# %% ../nbs/00_core.ipynb #1793559c
 @dataclass(frozen=True)
 class SegmenterConfig:
     "DeepLab V3+ on a dilated residual (DRN-D) backbone; predicts the HR mask from the bicubic-upscaled LR image."
@@ -236,6 +237,7 @@ class TrainConfig:
     seg_epochs: int = 150           # segmentation: SGD momentum 0.9, wd 5e-4, lr 1e-3, poly 0.9
     seg_lr: float = 1e-3
 
+# %% ../nbs/00_core.ipynb #a6da4a77
 @dataclass(frozen=True)
 class DeepSEEConfig:
     "A whole DeepSEE model: sizes, variant, networks and training recipe."

@@ -353,6 +353,7 @@ def _read_table(path: Path, what: str, min_cols: int = 2) -> list[list[str]]:
     rows = [l.replace(',', ' ').split() for l in lines]
     return [r for r in rows if len(r) >= min_cols and r[1].lstrip('-').isdigit()]
 
+# %% ../nbs/03_data.ipynb #f7c3619f
 def _ints(rows: list[list[str]], cols: tuple[int, ...], path: Path) -> list[list]:
     "Convert the given columns of table rows to int, with a one-line error naming the file and line."
     out = []
@@ -389,6 +390,7 @@ def _run_items(items: list, fn: Callable, skip_bad: bool, workers: int, progress
         bar.close()
     return skipped
 
+# %% ../nbs/03_data.ipynb #4106c867
 def _safe_call(fn, item) -> str | None:
     try:
         fn(item)
@@ -415,6 +417,7 @@ def _celebamaskhq_one(args):
     lab = np.asarray(Image.fromarray(lab, 'L').resize((size, size), Image.NEAREST))
     save_face(out, str(k), img, lab, ext=ext)
 
+# %% ../nbs/03_data.ipynb #104ec524
 def prepare_celebamaskhq(root: str | Path, out: str | Path, size: int, skip_bad: bool = False,
                          identity_file: str | Path | None = None, workers: int = 0, ext: str = '.png',
                          progress: bool = True) -> dict:
@@ -487,6 +490,7 @@ def _celeba_one(args):
         lab = np.asarray(Image.fromarray(lab, 'L').resize((size, size), Image.NEAREST))
     save_face(out, stem, img, lab, ext=ext)
 
+# %% ../nbs/03_data.ipynb #adaad08d
 def prepare_celeba(root: str | Path, out: str | Path, masks: str | Path | Callable | None = None, size: int = 128,
                    skip_bad: bool = False, workers: int = 0, ext: str = '.png', progress: bool = True) -> dict:
     """Prepare CelebA: centre crop 178, resize to `size`, official partition, identities; masks from a folder or a
@@ -542,6 +546,7 @@ def export_synthetic(out: str | Path, n: int, size: int, seed: int = 0, n_val: i
     write_identities(out, ident)
     return _summary(out, list(split_of), [])
 
+# %% ../nbs/03_data.ipynb #1da4425a
 def main_prepare(argv: list[str]) -> int:
     "`deepsee prepare {celebamaskhq,celeba,synthetic} ...`: write a prepared dataset folder; prints a JSON summary."
     import argparse

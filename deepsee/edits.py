@@ -51,6 +51,7 @@ def _grow(region: torch.Tensor, px: int) -> torch.Tensor:
             x = torch.maximum(F.max_pool2d(x, (3, 1), 1, (1, 0)), F.max_pool2d(x, (1, 3), 1, (0, 1)))
     return x[:, 0] > 0
 
+# %% ../nbs/06a_mask_edits.ipynb #ec363f45
 def _nearest_fill(m: torch.Tensor, todo: torch.Tensor, exclude=()) -> torch.Tensor:
     """Labels for the `todo` pixels from the nearest other pixels (ring by ring, majority vote), not using `exclude`
     labels."""
@@ -93,6 +94,7 @@ def relabel(mask, src, dst, where=None):
     out[sel & upper], out[sel & ~upper] = up_l, lo_l
     return back(out)
 
+# %% ../nbs/06a_mask_edits.ipynb #9f1b4800
 def paint(mask, stroke, label):
     "Set `label` inside the boolean `stroke`."
     m, back = _mask_in(mask)
@@ -132,6 +134,7 @@ def close_mouth(mask):
     "The paper's closed mouth: the inner mouth becomes lips (upper half u_lip, lower half l_lip, per column)."
     return relabel(mask, 'mouth', 'lips')
 
+# %% ../nbs/06a_mask_edits.ipynb #fa47dbf0
 def more_hair(mask, px: int | None = None, over=('background',)):
     "Fuller hair: grow the hair region by `px` pixels (default HR/32) into `over` (default: the background)."
     m, back = _mask_in(mask)

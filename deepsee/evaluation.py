@@ -180,6 +180,7 @@ def evaluate(
     run['seconds'] = round(time.time() - t0, 2)
     return rows
 
+# %% ../nbs/05b_evaluation.ipynb #add833b3
 def _eval_loader(data_spec, hr_size, factor, split, guided, seed, n, batch_size):
     "The first `n` test images of `data_spec` in order (no shuffling, no flips)."
     from deepsee.data import make_dataset, make_loader
@@ -214,6 +215,7 @@ class _Tally:
     seconds: float = 0.0
     how: dict = dataclasses.field(default_factory=dict)
 
+# %% ../nbs/05b_evaluation.ipynb #6e281459
 def _evaluate_batches(loader, models, factor, tallies, vgg, fid, fid_weights, mask_source, device, progress) -> list:
     "Super-resolve every batch with every method into its tally; returns the real images' Inception features."
     from tqdm.auto import tqdm
@@ -240,6 +242,7 @@ def _evaluate_batches(loader, models, factor, tallies, vgg, fid, fid_weights, ma
                 tally.feats.append(inception_features(sr, fid_weights, device))
     return real
 
+# %% ../nbs/05b_evaluation.ipynb #70df23a7
 _ROW_METRICS = ('psnr', 'ssim', 'lpips', 'fid', 'psnr_y', 'ssim_y', 'lr_consistency', 'lr_rms')
 
 def _result_row(k: str, tally: _Tally, fid_real, method: dict, run: dict, lpips_random: bool) -> dict:
@@ -357,6 +360,7 @@ def _eval_parser() -> argparse.ArgumentParser:
     t.add_argument('--no-progress', action='store_true')
     return p
 
+# %% ../nbs/05b_evaluation.ipynb #0fa16a4b
 def _named_models(specs: list[str]) -> dict[str, DeepSEE]:
     "Parse `[NAME=]DIR` specs; default names follow the variant ('DeepSEE independent'), made unique."
     out = {}
@@ -421,6 +425,7 @@ def seg_run_root(runs_dir, preset_name: str, data: str, steps: int | None = None
     "The segmenter's run folder: shared by every model budget of a preset and dataset (it is trained once)."
     return run_root(runs_dir, 'seg-' + preset_name, data, steps, None, seed, lr_size)
 
+# %% ../nbs/05b_evaluation.ipynb #8fe85c29
 def train_models(variants: Iterable[str], data: str, run_root, preset_name: str = 'tiny', steps: int | None = None,
                  epochs: int | None = None, device=None, seed: int = 0, batch_size: int | None = None,
                  no_vgg: bool = False, seg=None, lr_size: int | None = None, progress: bool = True,

@@ -67,6 +67,7 @@ def resolve_device(device: str | torch.device | None = 'auto') -> torch.device:
         raise DeepSEEError(f"--device {device}: MPS is not available here")
     return d
 
+# %% ../nbs/06_explore.ipynb #a6e9485a
 def load_model(spec: str | Path | None = None, device='cpu', random_weights: bool = False) -> DeepSEE:
     """A model from a bundle directory, a research checkpoint folder (converted in memory), None (the bundled demo
     model) or, with `random_weights`, a preset name (an untrained network, with a warning: for tests and timing)."""
@@ -230,6 +231,7 @@ def as_generator(generator: torch.Generator | int | None, device='cpu') -> torch
     return torch.Generator(device=device).manual_seed(int(generator))
 
 def _check_lr(model: DeepSEE, lr, name: str = 'lr') -> torch.Tensor: return model.check_lr(lr, name)
+
 def _check_mask(model: DeepSEE, mask, batch: int, name: str = 'mask') -> torch.Tensor:
     return model.check_mask(mask, batch, name)
 
@@ -259,6 +261,7 @@ def semantic_cache(model: DeepSEE, mask: torch.Tensor) -> list:
     "The generator's SPADE parameters for `mask`, to pass as `semantic=` to style-only edits of that mask."
     return model.generator.semantic_cache(_check_mask(model, mask, mask.shape[0] if mask.ndim == 3 else 1))
 
+# %% ../nbs/06_explore.ipynb #df727841
 def prepare(model: DeepSEE, lr, mask=None, style=None, guide=None, guide_mask=None) -> tuple:
     "(lr, mask, style) checked and resolved by the model's one front door, `DeepSEE.inputs`."
     return model.inputs(lr, mask, style, guide, guide_mask)
@@ -721,6 +724,7 @@ def _run_upscale(a: argparse.Namespace) -> int:
             caught.clear()
     return 0
 
+# %% ../nbs/06_explore.ipynb #36050b62
 def main_upscale(argv: list[str]) -> int:
     "`deepsee upscale`: SR images, masks, style matrices and samples; bad input is one line on stderr and exit code 2."
     argv = list(argv)

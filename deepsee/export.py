@@ -53,6 +53,7 @@ def _check(path: Path, module: nn.Module, inputs: dict) -> float:
         ref = module(*inputs.values()).cpu().numpy()
     return float(np.abs(got - ref).max())
 
+# %% ../nbs/12_export.ipynb #eb5d2e4d
 def export_onnx(model: DeepSEE, out_dir, batch: int = 1, opset: int = 18, seed: int = 0) -> dict:
     """Write generator.onnx (+ style_encoder_lr/hr.onnx) to `out_dir`; return the onnxruntime-vs-PyTorch max abs
     differences."""
@@ -92,6 +93,7 @@ def export_onnx(model: DeepSEE, out_dir, batch: int = 1, opset: int = 18, seed: 
     (out_dir / 'export.json').write_text(json.dumps(report, indent=2))
     return report
 
+# %% ../nbs/12_export.ipynb #412a4cc3
 def main_export(argv: list[str]) -> int:
     "`deepsee export --onnx [--model DIR] -o OUT [--batch B]`."
     p = argparse.ArgumentParser(prog='deepsee export', description='export generator + style encoder to ONNX')

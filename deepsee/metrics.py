@@ -264,6 +264,7 @@ def _inception_names() -> dict[str, str]:
         names.update({f'net.layers.{tf_block}.{k}': f'{tv_block}.{v}' for k, v in branches.items()})
     return names
 
+# %% ../nbs/05_metrics.ipynb #b2722f3a
 def convert_fid_inception(ts_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     "Rename the TorchScript TF-Inception's state dict into the one torch-fidelity's `inception-v3-compat` loads."
     out, names = {}, _inception_names()
@@ -298,6 +299,7 @@ def fid_inception_weights(cache_dir: str | os.PathLike | None = None) -> Path:
         _check_fidelity_loads(tmp)   # a file torch-fidelity cannot load never replaces the target
     return atomic_write(target, write)
 
+# %% ../nbs/05_metrics.ipynb #a619672f
 def _check_fidelity_loads(path) -> None:
     "Fail at conversion time, not later: torch-fidelity's network must load the file strictly."
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
@@ -603,6 +605,7 @@ def _cell(v, digits: int | None) -> str:
         return f"{v:.{digits if digits is not None else 4}f}"
     return str(v)
 
+# %% ../nbs/05_metrics.ipynb #81566698
 def markdown_table(df) -> str:
     "A GitHub-Markdown table of a results frame with the paper's precision (PSNR 2, SSIM/LPIPS 4, FID 2 digits)."
     head = [_HEADERS.get(c, c) for c in df.columns]

@@ -177,6 +177,10 @@ class DeepSEE(nn.Module):
         load_state_checked(model, sd, str(wf))
         return model.to(device).eval()
 
+# %% auto #0
+__all__ = ['BUNDLE_FORMAT', 'DeepSEE', 'expand_batch', 'load_state_checked', 'param_counts']
+
+# %% ../nbs/02b_model.ipynb #d3239436
 def expand_batch(lr, mask, style) -> tuple:
     "(lr, mask, style) with a batch of one of any of them expanded (a view) to the largest batch."
     n = max(t.shape[0] for t in (lr, mask, style) if t is not None)
@@ -214,6 +218,3 @@ def param_counts(cfg: DeepSEEConfig) -> dict:
         except ImportError:
             out['segmenter'] = None
     return out
-
-# %% auto #0
-__all__ = ['BUNDLE_FORMAT', 'DeepSEE', 'expand_batch', 'load_state_checked', 'param_counts']

@@ -40,6 +40,7 @@ def face_identity(identity: int) -> dict:
     traits.update(_identity_hair_and_accessories(r, traits['hair_style'], traits['glasses']))
     return {**traits, **_fine_appearance(identity, skin, np.clip(hair, 0, 1))}
 
+# %% ../nbs/03a_procedural.ipynb #0dd0b9cc
 def _identity_colours(r: np.random.Generator) -> tuple[dict, np.ndarray, np.ndarray]:
     """Skin, hair, brow, iris and lip colours, skin blotches, blush and stubble (and the hair style and glasses, drawn
     among them); also the unrounded skin and hair colours."""
@@ -64,6 +65,7 @@ def _identity_colours(r: np.random.Generator) -> tuple[dict, np.ndarray, np.ndar
     )
     return dict(traits, hair_style=style, glasses=glasses), skin, hair
 
+# %% ../nbs/03a_procedural.ipynb #a05adaf9
 def _identity_shape(r: np.random.Generator) -> dict:
     "Head, eye, brow, nose, mouth and ear shapes (fractions of the head's half-axes)."
     return dict(
@@ -94,6 +96,7 @@ def _identity_shape(r: np.random.Generator) -> dict:
         ear_y=r.uniform(0.08, 0.2),
     )
 
+# %% ../nbs/03a_procedural.ipynb #c753009e
 def _identity_hair_and_accessories(r: np.random.Generator, style: str, glasses: bool) -> dict:
     "Hair shape and strands, glasses' kind and frame, earrings, metal and necklace."
     return dict(
@@ -261,6 +264,7 @@ def _in_head(p: dict, du, dv):
     a, b, jaw = p['head_a'], p['head_b'], p['jaw']
     return ((du / (a * (1 - jaw * np.clip(dv / b, 0, 1) ** 2))) ** 2 + (dv / b) ** 2) < 1
 
+# %% ../nbs/03a_procedural.ipynb #d7a27faf
 def _paint_body(cv: _Canvas, p: dict, g: dict) -> None:
     "Neck, clothes and necklace, in image coordinates (the body does not roll with the head)."
     a, b = g['a'], g['b']
@@ -285,6 +289,7 @@ def _paint_body(cv: _Canvas, p: dict, g: dict) -> None:
         yn = sy - 0.02 + p['necklace_drop'] * (1 - np.clip(dx / nw, -1, 1) ** 2)
         cv.paint_image(16, (np.abs(Y - yn) < p['necklace_th']) & (cv.L == 17))
 
+# %% ../nbs/03a_procedural.ipynb #3e45fe29
 def _hair_outline(p: dict):
     "The outline of the hair behind the head, `(du, dv) -> inside`, for the hair style; None when bald."
     a, b, style, hv = p['head_a'], p['head_b'], p['hair_style'], p['hair_volume']
@@ -324,6 +329,7 @@ def _hair_outline(p: dict):
         | _ellipse(du, dv + b * 1.08, a * 0.38, a * 0.32)
     )
 
+# %% ../nbs/03a_procedural.ipynb #263727dd
 def _paint_head(cv: _Canvas, p: dict, g: dict, outer) -> None:
     "Ears, the hair behind the head (over the ears when they are covered), then the head."
     a, b = g['a'], g['b']
@@ -354,6 +360,7 @@ def _eye_frame(p: dict) -> tuple:
     ex, eyv, eye_w = p['eye_x'] * a, p['eye_y'] * b, p['eye_w'] * a
     return ex, eyv, eye_w, eye_w * p['eye_top'] * p['eye_open'], eye_w * p['eye_bot'] * p['eye_open']
 
+# %% ../nbs/03a_procedural.ipynb #ffe6c92b
 def _paint_nose(cv: _Canvas, p: dict, g: dict) -> None:
     "A bridge widening to the tip, and the tip."
     a, b = g['a'], g['b']
@@ -367,6 +374,7 @@ def _paint_nose(cv: _Canvas, p: dict, g: dict) -> None:
     cv.paint(2, nose, g['yaw'], vn, vn - vt + wb)
     g.update(nose=(g['yaw'], vn, wb))
 
+# %% ../nbs/03a_procedural.ipynb #d05583b5
 def _paint_eyes(cv: _Canvas, p: dict, g: dict) -> None:
     "Glasses (lenses, bridge, temples), then the eyes over clear lenses (none under sunglasses)."
     a, yaw = g['a'], g['yaw']
@@ -406,6 +414,7 @@ def _paint_eyes(cv: _Canvas, p: dict, g: dict) -> None:
             cv.paint(k, lambda du, dv, t=tilt: _lens(du, dv + t * du, eye_w, top, bot), cu, cvv, eye_w * 1.3)
     g.update(eyes=eyes, eye_w=eye_w, eye_top=top, eye_bot=bot)
 
+# %% ../nbs/03a_procedural.ipynb #7eee00ae
 def _paint_brows(cv: _Canvas, p: dict, g: dict) -> None:
     "Arched, tapering brows (l_brow, 6, on the image's right)."
     a, yaw = g['a'], g['yaw']
@@ -424,6 +433,7 @@ def _paint_brows(cv: _Canvas, p: dict, g: dict) -> None:
         brows.append((k, cu, bv, side))
     g.update(brows=brows, brow_w=bw)
 
+# %% ../nbs/03a_procedural.ipynb #fb2b0e2c
 def _paint_mouth(cv: _Canvas, p: dict, g: dict) -> None:
     "Upper lip, inner mouth and lower lip, bent by the smile."
     a, b, yaw = g['a'], g['b'], g['yaw']
@@ -464,6 +474,7 @@ def _paint_front_hair(cv: _Canvas, p: dict) -> None:
         return (dv < line) & _in_head(p, du, dv)
     cv.paint(13, front, 0.0, 0.0, max(a, b) * 1.02)
 
+# %% ../nbs/03a_procedural.ipynb #c3cc7d67
 def _paint_accessories(cv: _Canvas, p: dict, g: dict) -> None:
     "Earrings at the lobes, then the hat over everything on top."
     a, b = g['a'], g['b']
@@ -511,6 +522,7 @@ class _Pixels(NamedTuple):
     n3: np.ndarray
     n1: np.ndarray
 
+# %% ../nbs/03a_procedural.ipynb #d97c49fb
 def _face_colours(p: dict, cv: _Canvas, g: dict, texture: bool = True) -> np.ndarray:
     "RGB float image (H, W, 3) in [0, 1] of the painted label map: every pixel's colour comes from its label."
     if not texture:   # flat colours: the image is a pure function of the label map
@@ -539,6 +551,7 @@ def _flat_colours(p: dict, cv: _Canvas) -> np.ndarray:
                     p['skin'] * 0.88, p['cloth'][0]], np.float32)
     return np.clip(lut, 0, 1)[cv.L]
 
+# %% ../nbs/03a_procedural.ipynb #911355ab
 def _region_colour(k: int, p: dict, g: dict, px: _Pixels, rng) -> np.ndarray:
     "Colours (3, n) of region `k`'s pixels."
     if k == 0:
@@ -576,6 +589,7 @@ def _background(p: dict, px: _Pixels) -> np.ndarray:
         c = c * (0.9 + 0.1 * (np.sin(f * x) * np.sin(f * y) > 0))
     return c
 
+# %% ../nbs/03a_procedural.ipynb #2e6903da
 def _skin(k: int, p: dict, g: dict, px: _Pixels, rng) -> np.ndarray:
     "Skin-like regions (face, nose, ears, neck): blotchy skin under head-dome shading, and each region's details."
     a, b, u, v, skin = g['a'], g['b'], px.u, px.v, _col(p['skin'])
@@ -608,6 +622,7 @@ def _skin(k: int, p: dict, g: dict, px: _Pixels, rng) -> np.ndarray:
                 c[:, inner] *= 0.72
     return c
 
+# %% ../nbs/03a_procedural.ipynb #099dbb3d
 def _glasses(p: dict, g: dict, px: _Pixels) -> np.ndarray:
     "Frame colour, tinted lenses with a reflection."
     lw, lh, ft, n = g['glasses']
@@ -645,6 +660,7 @@ def _eye(k: int, p: dict, g: dict, px: _Pixels) -> np.ndarray:
         c[:, lid] *= 0.25
     return c
 
+# %% ../nbs/03a_procedural.ipynb #ddd66074
 def _strands(k: int, p: dict, g: dict, px: _Pixels) -> np.ndarray:
     "Brows and hair: strands (of the strand colour; brows as dense as the person's), hair with a sheen."
     a, b, u, v, hair = g['a'], g['b'], px.u, px.v, k == 13
@@ -687,6 +703,7 @@ def _lips(k: int, p: dict, g: dict, px: _Pixels) -> np.ndarray:
         c = c * (1 + p['lip_gloss'] * np.exp(-(((px.u - mu) / (mw * 0.4)) ** 2)))
     return c
 
+# %% ../nbs/03a_procedural.ipynb #5836b8ec
 def _hat(p: dict, g: dict, px: _Pixels) -> np.ndarray:
     "Knit stripes or plain, a darker brim."
     c = _col(p['hat_colour'][0]) * (1 + 0.08 * px.n3)

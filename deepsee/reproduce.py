@@ -150,6 +150,7 @@ def _record(a, plan: dict, done: dict, t0: float, load0) -> dict:
         plan={k: v['parameters'] for k, v in plan.items()},
     )
 
+# %% ../nbs/13_reproduce.ipynb #6028c797
 def main_reproduce(argv: list[str]) -> int:
     "`deepsee reproduce --profile cpu|paper ...`: run every experiment notebook with the profile's parameters."
     from tqdm.auto import tqdm

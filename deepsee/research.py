@@ -133,6 +133,7 @@ def _shape(sd: dict, key: str, where) -> tuple:
     if key not in sd: raise DeepSEEError(f"{where}: missing key {key}")
     return tuple(sd[key].shape)
 
+# %% ../nbs/02c_research.ipynb #e9fa4b13
 def research_config(G: dict, E: dict | None, opt: dict, name: str, where: dict) -> DeepSEEConfig:
     """The `DeepSEEConfig` (research flavour) of a research checkpoint: sizes from `opt.txt`, else the folder `name`
     (`8x_independent_128x128`, `32x_guided`, ...), else the paper's; widths, variant and block kinds from the tensors."""
@@ -237,6 +238,7 @@ def _stack(take: _Taker, src: str, a: str, b: str, what: str) -> torch.Tensor:
                            f"{tuple(ta.shape)} (shapes match no configuration)")
     return torch.cat([ta, tb])
 
+# %% ../nbs/02c_research.ipynb #4a19aed3
 def _norm_keys(take: _Taker, src: str, dst: str, nb, kind: str) -> dict:
     "One research NormBlock (`kind` sean / spade / pure) -> our `NormBlock` `nb` (its branches decided by the config)."
     out, where = {}, take.where
@@ -276,6 +278,7 @@ def _norm_keys(take: _Taker, src: str, dst: str, nb, kind: str) -> dict:
         )
     return out
 
+# %% ../nbs/02c_research.ipynb #bc90089d
 def convert_generator(G: dict, generator, where) -> dict:
     "Our `Generator` state dict (keys without the `generator.` prefix) from the research generator's `G`."
     take = _Taker(G, where)
@@ -354,6 +357,7 @@ def _checked(module: torch.nn.Module, sd: dict, where) -> None:
     except DeepSEEError as e:
         raise DeepSEEError(f"{e} (shapes match no configuration)") from None
 
+# %% ../nbs/02c_research.ipynb #35eec7f8
 def load_research(folder, epoch: str | None = None, discriminator: bool = True) -> tuple[DeepSEE, Discriminator | None]:
     """A research checkpoint folder as our `DeepSEE` bundle (research flavour, eval mode) and, where the folder has
     `<epoch>_net_D.pth`, our `Discriminator` with its weights (for fine-tuning)."""

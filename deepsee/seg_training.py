@@ -93,6 +93,7 @@ def _loader(dataset, order: torch.Tensor, batch_size: int, seed: int, distribute
     sub = torch.utils.data.Subset(dataset, order.tolist())
     return _data.make_loader(sub, batch_size, shuffle=False, seed=seed, distributed=distributed)
 
+# %% ../nbs/01b_seg_training.ipynb #770bbf57
 def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | None = None, epochs: int | None = None,
                     batch_size: int | None = None, lr: float | None = None, resume: bool = False, device=None,
                     seed: int = 0, save_every: int = 500, log_every: int = 10, weights: str = 'enet',
@@ -154,6 +155,7 @@ def train_segmenter(cfg: DeepSEEConfig, data: str, run_dir, max_steps: int | Non
                class_weights=weight.cpu().tolist())
     return _finish(out, module, cfg, data, run_dir, info, eval_images, batch_size, seed)
 
+# %% ../nbs/01b_seg_training.ipynb #e2ca8eeb
 def _resume_state(ckpts: CheckpointManager, run_dir: Path, resume: bool, cfg: DeepSEEConfig, data: str) -> dict | None:
     "The checkpoint to continue (`resume`), None for a fresh run; refuses a fresh run over old checkpoints."
     if not resume and ckpts.paths():
@@ -196,6 +198,7 @@ def _distribute(module: nn.Module, state, base_lr: float, info):
         model = nn.parallel.DistributedDataParallel(module, device_ids=[dev.index] if dev.type == 'cuda' else None)
     return module, model, opt
 
+# %% ../nbs/01b_seg_training.ipynb #60494ca7
 def _checkpoint(ckpts, at: int, module, opt, weight, cfg, data: str, seed: int, info) -> None:
     "Checkpoint step `at` (the main process)."
     if info.is_main:

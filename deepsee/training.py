@@ -119,6 +119,7 @@ def recolour_regions(hr: torch.Tensor, labels: torch.Tensor, generator: torch.Ge
             out[b][:, m] = ((hr[b][:, m] + 1) / 2 * g[:, None] + o[:, None]).clamp(0, 1) * 2 - 1
     return out
 
+# %% ../nbs/04_training.ipynb #32c3c7db
 def generator_step(srnet, D, vgg, batch: dict, cfg, style_gen=None, noise_gen=None, coin=None, autocast=None):
     """Losses of one generator step (not yet backpropagated), the generated image, and the batch it was trained on
     (its 'hr' recoloured in some regions when `train.style_recolour` says so: the discriminator step sees the same)."""
@@ -160,6 +161,7 @@ def generator_step(srnet, D, vgg, batch: dict, cfg, style_gen=None, noise_gen=No
     losses['recoloured'] = torch.tensor(float(recolour))
     return losses, fake, batch
 
+# %% ../nbs/04_training.ipynb #4f101967
 def discriminator_step(D, fake: torch.Tensor, batch: dict, autocast=None) -> dict:
     "Hinge loss of one discriminator step on the (detached) generated and the real image."
     ac = autocast or _no_autocast()
@@ -329,6 +331,7 @@ def load_segmenter_into(model, seg_dir, cfg) -> None:
             )
     model.segmenter.load_state_dict(seg.state_dict())
 
+# %% ../nbs/04_training.ipynb #b0a71ffa
 class Trainer:
     "DeepSEE's adversarial training (generator + style encoder vs. discriminator), resumable and DDP-ready."
     def __init__(self, cfg: DeepSEEConfig, data: str, run_dir, resume: bool = False, **options):
@@ -667,6 +670,7 @@ class Trainer:
             self.tb.close()
         cleanup_distributed()
 
+# %% ../nbs/04_training.ipynb #9b8748c3
 def _write_json(path: Path, obj) -> None:
     "Atomically write `obj` as indented JSON."
     atomic_write(path, lambda t: Path(t).write_text(json.dumps(obj, indent=2)))
@@ -725,6 +729,7 @@ def _train_parser():
             )
     return p
 
+# %% ../nbs/04_training.ipynb #e8cbbd17
 def _options(a, run: dict) -> dict:
     """The `TrainOptions` of a parsed command line: given flags, else (for --resume) what the run recorded, else
     defaults."""
@@ -734,6 +739,7 @@ def _options(a, run: dict) -> dict:
         kept.pop('no_vgg', None)   # a VGG file given now: use it
     return {**kept, **given}
 
+# %% ../nbs/04_training.ipynb #e78c9ed0
 def main_train(argv: list[str]) -> int:
     "`deepsee train ...`: parse `argv`, train, print the bundle folder; 0 on success (errors raise DeepSEEError)."
     from deepsee.core import preset

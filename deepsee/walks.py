@@ -87,6 +87,7 @@ def style_walk_figure(model: DeepSEE, faces: Sequence[int], delta: float = 0.15,
         )
     return grid(tiles, ncol=n + 2, size=size)
 
+# %% ../nbs/09_style_walks.ipynb #8a243025
 @torch.no_grad()
 def region_walk_figure(model: DeepSEE, face: int = 0, regions: Sequence = ('hair', 'skin', 'lips', 'brows', 'eyes'),
                        delta: float = 0.3, n: int = 5, size: int | None = None) -> Image.Image:

@@ -81,6 +81,7 @@ def _tagged(widget, name: str):
     widget.add_class(f't-{name}')
     return widget
 
+# %% ../nbs/09b_explorer.ipynb #2eb98745
 class Explorer(W.VBox):
     """Interactive DeepSEE explorer: paint the mask, steer per-region style, browse samples. `Explorer(model)` in any
     notebook."""
@@ -553,6 +554,7 @@ def voila_command(notebook, port: int) -> list[str]:
     return [sys.executable, '-m', 'voila', str(notebook), '--no-browser', f'--port={port}', '--Voila.ip=127.0.0.1',
             '--Voila.port_retries=0', '--show_tracebacks=True', '--theme=light']
 
+# %% ../nbs/09b_explorer.ipynb #e18e3332
 def main_explorer(argv: list[str]) -> int:
     "`deepsee explorer [--model DIR|PRESET] [--port P]`: serve the explorer with Voila on 127.0.0.1 until Ctrl+C."
     p = argparse.ArgumentParser(

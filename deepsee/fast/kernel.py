@@ -27,6 +27,7 @@ def _st(a, b, y, x, c, v):
     "a[b, y, x, c] = v (the kernel's store; to bf16 bits with round-to-nearest-even for uint16 arrays)."
     a[b, y, x, c] = v
 
+# %% ../../nbs/02e_fast_kernel.ipynb #ad633f1e
 if numba is not None:   # numba versions of the load and store, specialised by the array's dtype
     from numba import types as _nt
     from numba.extending import intrinsic as _intrinsic, overload as _overload
@@ -162,6 +163,7 @@ def _run_kernel(block: NormBlock, x_hat, parts: SemanticParts, rows_of: tuple, s
         torch.set_num_threads(threads)
     return out
 
+# %% ../../nbs/02e_fast_kernel.ipynb #b959cf13
 class FusedModulation(LookupModulation):
     """The lookup, with CPU inference (float32 or bf16) in one pass of the numba kernel per NormBlock (modulation and
     activation) and the ResBlock's skip added by its last convolution (a oneDNN post-op); elsewhere the lookup."""

@@ -127,6 +127,7 @@ def eval_norm(block: NormBlock):
     scale = torch.rsqrt(bn.running_var + bn.eps)
     return scale, -bn.running_mean * scale
 
+# %% ../../nbs/02d_fast_lookup.ipynb #8ac7971b
 class LookupModulation(Modulation):
     """The NormBlock's modulation by table lookups: the style branch as a 9 x n table per style, SPADE computed once
     per label and at the mixed pixels only, the blend, the +1 and an eval-mode BatchNorm folded into the rows."""
@@ -271,6 +272,7 @@ class LookupModulation(Modulation):
 
     def conv_add(self, conv, x, skip): return conv(x).add_(skip)     # in place: conv's backward does not need its output
 
+# %% ../../nbs/02d_fast_lookup.ipynb #a649743e
 def _upsampled_conv_rows(h: torch.Tensor, conv: nn.Conv2d, H: int, W: int, r0: int, r1: int) -> torch.Tensor:
     "Rows r0:r1 of conv(upsample_nearest(h, (H, W))) with zero padding, upsampling only the rows the band needs."
     sy, sx = H // h.shape[-2], W // h.shape[-1]
