@@ -211,7 +211,8 @@ class NormBlock(nn.Module):
 
     def forward(self, x, labels=None, style=None, semantic=None, inplace: bool = False, slope: float | None = None):
         """x_hat * (gain + gamma) + beta, then leaky_relu(slope) (the ResBlock's activation; None: none), computed by
-        `self.processor`. `semantic`: this block's entry of `Generator.semantic_cache`; `inplace`: x may be overwritten."""
+        `self.processor`. `semantic`: this block's entry of `Generator.semantic_cache`; `inplace`: x may be
+        overwritten."""
         if not (self.semantics or self.style): return _leaky(self.norm(x), slope)
         if self.style and style is None: raise DeepSEEError("this generator needs a style matrix (style=None given)")
         return self.processor(self, x, labels, style, semantic, slope, inplace)

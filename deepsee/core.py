@@ -350,7 +350,8 @@ import contextlib
 @contextlib.contextmanager
 def frozen_running_state(module: torch.nn.Module):
     "While `module` runs again for the same step: no BatchNorm running-stat update, no spectral-norm power iteration."
-    bns = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = [m for m in module.modules()
+           if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     sns = [m for m in module.modules() if type(m).__name__ == '_SpectralNorm']
     saved, modes = [(m.momentum, m.num_batches_tracked.clone()) for m in bns], [m.training for m in sns]
     for m in bns:

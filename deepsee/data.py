@@ -237,7 +237,8 @@ class FolderFaces(FaceDataset):
                 next_id += 1
         if self.skipped:
             warnings.warn(
-                f"{root}: skipped {len(self.skipped)} bad files in split {split!r} (see .skipped); first: {self.skipped[0]}"
+                f"{root}: skipped {len(self.skipped)} bad files in split {split!r} (see .skipped); "
+                f"first: {self.skipped[0]}"
             )
         self._index()
 

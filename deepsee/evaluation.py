@@ -281,14 +281,17 @@ def table_notes(rows: list[dict]) -> list[str]:
         who = [k for k, v in masks.items() if v == kind]
         if who:
             notes.append(
-                f"Masks ({kind}{' -- these models have no segmenter' if kind == 'ground truth' else ', by the bundled segmenter'}): {', '.join(who)}."
+                f"Masks ({kind}"
+                f"{' -- these models have no segmenter' if kind == 'ground truth' else ', by the bundled segmenter'}): "
+                f"{', '.join(who)}."
             )
     styles = {r['method']: r['settings'].get('style') for r in rows if r.get('settings', {}).get('style')}
     if styles:
         notes.append('Style source: ' + '; '.join(f"{k}: {v}" for k, v in styles.items()) + '.')
     if any('vgg_dist' in r for r in rows):
         notes.append(
-            "vgg_dist (VGG-dist): LPIPS's formula with unit weights on VGG19 relu1_1..relu5_1 (a perceptual proxy that runs "
+            "vgg_dist (VGG-dist): LPIPS's formula with unit weights on VGG19 relu1_1..relu5_1 "
+            "(a perceptual proxy that runs "
             "offline; lower is better; not comparable with LPIPS values)."
         )
     rnd = [r['method'] for r in rows if r.get('settings', {}).get('method', {}).get('random_init')]
@@ -470,7 +473,8 @@ def train_seg(preset_name: str, data: str, run_dir, steps: int | None = None, ep
         for k in ('lr_size', 'factor', 'segmenter', 'n_labels'):
             if have.get(k) != got[k]:
                 raise DeepSEEError(
-                    f"{out}: a segmenter with {k}={have.get(k)!r} (wanted {got[k]!r}); delete it or choose another run folder"
+                    f"{out}: a segmenter with {k}={have.get(k)!r} (wanted {got[k]!r}); "
+                    "delete it or choose another run folder"
                 )
         if progress:
             print(f"segmenter: reusing {out}")

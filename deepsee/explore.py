@@ -305,7 +305,8 @@ def consistency_error(sr: torch.Tensor, lr: torch.Tensor, factor: int, per_image
     return float(d.pow(2).mean().sqrt() * 127.5)
 
 @torch.no_grad()
-def project_consistent(sr: torch.Tensor, lr: torch.Tensor, factor: int, tol: float = 0.05, iters: int = 500) -> torch.Tensor:
+def project_consistent(sr: torch.Tensor, lr: torch.Tensor, factor: int, tol: float = 0.05,
+                       iters: int = 500) -> torch.Tensor:
     """The image in [-1,1] closest to `sr` whose antialiased bicubic downsampling by `factor` is `lr` (error < `tol`/255
     RMS)."""
     H, W = sr.shape[-2:]
@@ -413,7 +414,8 @@ def render(model: DeepSEE, lr, mask, styles: torch.Tensor, batch_size: int | Non
     return project_consistent(sr, lr, model.cfg.factor) if consistent and len(sr) else sr
 
 @torch.no_grad()
-def samples(model: DeepSEE, lr, n: int = 16, delta: float = 0.2, seed: int = 0, batch_size: int | None = None, mask=None,
+def samples(model: DeepSEE, lr, n: int = 16, delta: float = 0.2, seed: int = 0, batch_size: int | None = None,
+            mask=None,
             style=None, guide=None, guide_mask=None, rows=None, symmetric: bool = False, noise: bool = False,
             consistent: bool = False, bf16: bool = False) -> Result:
     "`n` alternatives for one LR image: styles sampled around its style (seeded), rendered in batches."

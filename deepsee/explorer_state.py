@@ -400,7 +400,8 @@ class ExplorerState:
         if self.style is None:
             sr = upscale(self.model, self.lr, mask, consistent=self.consistent, bf16=self.bf16).image
         else:
-            sr = render(self.model, self.lr, mask, self.style[None], semantic=self._semantic(), consistent=self.consistent,
+            sr = render(self.model, self.lr, mask, self.style[None], semantic=self._semantic(),
+                        consistent=self.consistent,
                           bf16=self.bf16)
         self.last_model_mask, self.last_model_style = mask, None if self.style is None else self.style.clone()
         self.image, self.renders = to_uint8(sr[:1]), self.renders + 1

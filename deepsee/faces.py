@@ -287,7 +287,8 @@ def scan_faces(image, convention: str = 'celebamaskhq', size: int | None = None,
         box = (r.left() / s, r.top() / s, (r.right() + 1) / s, (r.bottom() + 1) / s)
         if sc < min_score:
             rejected.append(dict(box=[round(v, 1) for v in box], score=round(float(sc), 3),
-                                 reason=f"weak detection (score {sc:.2f} < {min_score})")); continue
+                                 reason=f"weak detection (score {sc:.2f} < {min_score})"))
+            continue
         full = dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])) - 1, int(round(box[3])) - 1)
         pts = np.array([(p.x + 0.5, p.y + 0.5) for p in predictor(photo, full).parts()], np.float64)
         face = Face(box, float(sc), pts, convention, size, alignment_transform(pts, convention, size), (W, H))
@@ -483,7 +484,8 @@ SIDE_PAIRS = tuple((LABEL_INDEX[f'l_{k}'], LABEL_INDEX[f'r_{k}']) for k in ('eye
 
 def enforce_sides(labels, midline=None) -> np.ndarray:
     """Relabel each left/right pair by position: on the image's right of the face's midline is the person's left
-    (`l_*`), on its left `r_*`. `midline`: two (x, y) points, top to bottom, in label-map pixels; default vertical centre."""
+    (`l_*`), on its left `r_*`. `midline`: two (x, y) points, top to bottom, in label-map pixels; default: the
+    vertical centre."""
     labels = np.array(labels, copy=True)
     H, W = labels.shape[-2:]
     (xt, yt), (xb, yb) = midline if midline is not None else ((W / 2, 0.0), (W / 2, float(H)))
@@ -491,7 +493,8 @@ def enforce_sides(labels, midline=None) -> np.ndarray:
     right = (xb - xt) * (ys - yt) - (yb - yt) * (xs - xt) < 0     # cross product: image right of the directed line
     for l, r in SIDE_PAIRS:
         pair = (labels == l) | (labels == r)
-        labels[pair & right] = l; labels[pair & ~right] = r
+        labels[pair & right] = l
+        labels[pair & ~right] = r
     return labels
 
 # %% ../nbs/10_faces.ipynb #48719d49
@@ -507,7 +510,8 @@ def parse_aligned(images, parser: BiSeNet | None = None, size: int | None = None
     single = (torch.is_tensor(images) and images.ndim == 3) or (not torch.is_tensor(images) and np.ndim(images) == 3)
     x = _as_batch(images)
     size = size or x.shape[-1]
-    mean = torch.tensor(IMAGENET_MEAN, device=dev).view(1, 3, 1, 1); std = torch.tensor(IMAGENET_STD, device=dev).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=dev).view(1, 3, 1, 1)
     lut = torch.as_tensor(PARSER_TO_DEEPSEE, device=dev)
     out = []
     with torch.inference_mode():

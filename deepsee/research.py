@@ -136,7 +136,8 @@ def _shape(sd: dict, key: str, where) -> tuple:
 # %% ../nbs/02c_research.ipynb #e9fa4b13
 def research_config(G: dict, E: dict | None, opt: dict, name: str, where: dict) -> DeepSEEConfig:
     """The `DeepSEEConfig` (research flavour) of a research checkpoint: sizes from `opt.txt`, else the folder `name`
-    (`8x_independent_128x128`, `32x_guided`, ...), else the paper's; widths, variant and block kinds from the tensors."""
+    (`8x_independent_128x128`, `32x_guided`, ...), else the paper's; widths, variant and block kinds from the
+    tensors."""
     wg = where['G']
     for k in ('initial.weight', 'head_0.norm_0.mlp_shared.0.weight', 'conv_img.weight'):
         _shape(G, k, wg)
@@ -198,7 +199,8 @@ def research_config(G: dict, E: dict | None, opt: dict, name: str, where: dict) 
 # Keys the research networks hold but never use in a forward pass; a converter that met any other unknown key fails.
 KNOWN_UNUSED = {
     'style_conv': "G: a 19x19 Conv1d in every SEAN and pure-SEAN NormBlock, built and never called",
-    'mlp_shared (pure SEAN)': "G: SPADE's first conv in a pure-SEAN NormBlock at or below max_fm_size, computed and never used",
+    'mlp_shared (pure SEAN)':
+        "G: SPADE's first conv in a pure-SEAN NormBlock at or below max_fm_size, computed and never used",
     'encoder_full.final, encoder_mini.final': "E: each sub-encoder's own final layer; the combined encoder has its own",
     'encoder_full.noise_weights': "E (combined): the full encoder's own noise scale; the combined encoder has its own",
 }

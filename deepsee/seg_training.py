@@ -228,7 +228,8 @@ def _mean_over_ranks(loss: torch.Tensor, info) -> float:
         value = value / info.world_size
     return float(value)
 
-def _finish(out: dict, module, cfg, data: str, run_dir: Path, info, eval_images: int, batch_size: int, seed: int) -> dict:
+def _finish(out: dict, module, cfg, data: str, run_dir: Path, info, eval_images: int, batch_size: int,
+            seed: int) -> dict:
     "Write the segmenter bundle and (`eval_images`) its test scores; every process waits for it."
     if info.is_main:
         out['segmenter'] = str(save_segmenter(module, cfg, run_dir / 'segmenter'))
@@ -290,7 +291,8 @@ def main_train_seg(argv: list[str]) -> int:
         cleanup_distributed()
     if 'segmenter' in out:
         print(
-            f"trained {out['steps']} steps in {out['seconds']:.1f} s, final loss {out['loss']:.4f}; segmenter: {out['segmenter']}"
+            f"trained {out['steps']} steps in {out['seconds']:.1f} s, final loss {out['loss']:.4f}; "
+            f"segmenter: {out['segmenter']}"
         )
         if 'test' in out:
             t = out['test']

@@ -102,7 +102,8 @@ def _split_d(outs, n: int):
     return [[f[:n] for f in scale] for scale in outs], [[f[n:] for f in scale] for scale in outs]
 
 # %% ../nbs/04_training.ipynb #987a97d9
-def recolour_regions(hr: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+def recolour_regions(hr: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+                     p: float = 0.5) -> torch.Tensor:
     """`hr` (B,3,H,W) in [-1,1] with each region of each image (of >= 0.5% of the image) recoloured with probability
     `p` (at least one per image): x * g + o in [0,1], per-channel gains g = exp(U(-2, 0.4)) (0.14 to 1.5: dark hair
     from blond too) and offsets o = U(-0.05, 0.3) drawn per region, so that textures stay and colours change."""
@@ -291,7 +292,9 @@ class TrainOptions:
 
 # %% ../nbs/04_training.ipynb #44bfdfd3
 def _seed_all(seed: int) -> None:
-    random.seed(seed); np.random.seed(seed % 2 ** 32); torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
 
 def _to_device(batch: dict, device) -> dict:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
@@ -346,7 +349,8 @@ class Trainer:
         self.ckpts = CheckpointManager(self.run_dir, o.keep_last)
         if not resume and self.ckpts.latest_path() is not None:
             raise DeepSEEError(
-                f"{self.run_dir}: already holds a training run; pass --resume to continue it or choose another --run-dir"
+                f"{self.run_dir}: already holds a training run; pass --resume to continue it "
+                "or choose another --run-dir"
             )
         cj = self.run_dir / 'config.json'
         if resume and cj.exists():
@@ -391,7 +395,8 @@ class Trainer:
         self.val_batch = None
         if not (self.is_main and o.n_val > 0): return
         try:
-            val_ds = make_dataset(self.data, cfg.hr_size, cfg.factor, 'val', guided=cfg.guided, flip=False, seed=self.seed)
+            val_ds = make_dataset(self.data, cfg.hr_size, cfg.factor, 'val', guided=cfg.guided, flip=False,
+                                  seed=self.seed)
         except DeepSEEError as e:
             warnings.warn(f"no validation: {e}")
             return
@@ -521,14 +526,17 @@ class Trainer:
         if ck is None: return
         where = self.ckpts.latest_path()
         if ck.get('format') != 1: raise DeepSEEError(f"{where}: unknown checkpoint format {ck.get('format')!r}")
-        self.model.load_state_dict(ck['model']); self.D.load_state_dict(ck['D'])
+        self.model.load_state_dict(ck['model'])
+        self.D.load_state_dict(ck['D'])
         if self.ema is not None:
             if ck['ema'] is not None:
                 self.ema.load_state_dict(ck['ema'])
             else:
                 self.ema.load_state_dict(self.model.state_dict())
-        self.opt_g.load_state_dict(ck['opt_g']); self.opt_d.load_state_dict(ck['opt_d'])
-        self.sched_g.load_state_dict(ck['sched_g']); self.sched_d.load_state_dict(ck['sched_d'])
+        self.opt_g.load_state_dict(ck['opt_g'])
+        self.opt_d.load_state_dict(ck['opt_d'])
+        self.sched_g.load_state_dict(ck['sched_g'])
+        self.sched_d.load_state_dict(ck['sched_d'])
         for s in (self.sched_g, self.sched_d):  # the budget of this invocation wins (it may extend the run)
             s.lr_lambdas = [lambda k: lr_factor(k, self.total_steps, self.decay_steps)] * len(s.lr_lambdas)
             for g, base in zip(s.optimizer.param_groups, s.base_lrs):
@@ -539,7 +547,8 @@ class Trainer:
             warnings.warn(f"{where}: saved with {len(rngs)} processes and {ck['steps_per_epoch']} steps per epoch, now "
                           f"{self.dist.world_size} and {self.steps_per_epoch}: the run continues, not bit-exactly")
         r = rngs[self.dist.rank] if self.dist.rank < len(rngs) else rngs[0]
-        set_rng_state(r['global']); self.coin.set_state(r['coin'])
+        set_rng_state(r['global'])
+        self.coin.set_state(r['coin'])
         self.noise_gen.set_state(r['noise'])
 
     # --- one iteration -------------------------------------------------------------------------------------------
@@ -558,11 +567,16 @@ class Trainer:
             coin=self.coin,
             autocast=self.autocast(),
         )
-        self.opt_g.zero_grad(set_to_none=True); losses['g_total'].backward(); self.opt_g.step()
+        self.opt_g.zero_grad(set_to_none=True)
+        losses['g_total'].backward()
+        self.opt_g.step()
         self.D.requires_grad_(True)
         dl = discriminator_step(self.D_ddp, fake, batch, autocast=self.autocast())
-        self.opt_d.zero_grad(set_to_none=True); dl['d_hinge'].backward(); self.opt_d.step()
-        self.sched_g.step(); self.sched_d.step()
+        self.opt_d.zero_grad(set_to_none=True)
+        dl['d_hinge'].backward()
+        self.opt_d.step()
+        self.sched_g.step()
+        self.sched_d.step()
         if self.ema is not None:
             self._update_ema()
         self.step += 1
@@ -588,7 +602,8 @@ class Trainer:
         if not self.is_main or self.val_batch is None: return None
         m, grid = validate(self.ema if self.ema is not None else self.model, self.val_batch, self.cfg)
         self.logger.log(step=self.step, **{f'val/{k}': v for k, v in m.items()})
-        self.tb.scalars(m, self.step, 'val/'); self.tb.image('val/lr_bicubic_sr_gt_mask', grid, self.step)
+        self.tb.scalars(m, self.step, 'val/')
+        self.tb.image('val/lr_bicubic_sr_gt_mask', grid, self.step)
         from PIL import Image
         Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(
             self.run_dir / 'samples.png'
@@ -620,12 +635,14 @@ class Trainer:
             )
             for batch in loader:
                 last = self.train_step(batch)
-                bar.update(1); bar.set_postfix(g=f"{last['g_total']:.3f}", d=f"{last['d_hinge']:.3f}", refresh=False)
+                bar.update(1)
+                bar.set_postfix(g=f"{last['g_total']:.3f}", d=f"{last['d_hinge']:.3f}", refresh=False)
                 s = self.step
                 if self.is_main and (s % self.opts.log_every == 0 or s == end):
                     dt = (time.time() - t0) / max(s - n0, 1)
                     rec = {**last, **self._lrs(), 'sec_per_it': dt, 'epoch': epoch}
-                    self.logger.log(step=s, **rec); self.tb.scalars(rec, s, 'train/')
+                    self.logger.log(step=s, **rec)
+                    self.tb.scalars(rec, s, 'train/')
                 if self.opts.val_every and (s % self.opts.val_every == 0 or s == self.total_steps):
                     self.run_validation()
                 if s < end and self._out_of_time(t0):

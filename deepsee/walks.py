@@ -56,7 +56,8 @@ def walk_deltas(delta: float = 0.15, n: int = 5) -> tuple[float, ...]:
     return tuple(round(float(v), 12) + 0.0 for v in np.linspace(-delta, delta, n)) if n > 1 else (0.0,)
 
 @torch.no_grad()
-def walk_strip(model: DeepSEE, lr, mask, style, rows=None, delta: float = 0.15, n: int = 5, symmetric: bool = False) -> torch.Tensor:
+def walk_strip(model: DeepSEE, lr, mask, style, rows=None, delta: float = 0.15, n: int = 5,
+               symmetric: bool = False) -> torch.Tensor:
     "Images (n,3,H,W): `style` walked from -delta to +delta on `rows` (None: the full style matrix)."
     return render(model, lr, mask, walk(style, rows, walk_deltas(delta, n), symmetric=symmetric))
 
@@ -75,7 +76,8 @@ def _enlarge(lr: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(lr.float().cpu(), size=(size, size), mode='nearest')[0]
 
 @torch.no_grad()
-def style_walk_figure(model: DeepSEE, faces: Sequence[int], delta: float = 0.15, n: int = 5, size: int | None = None) -> Image.Image:
+def style_walk_figure(model: DeepSEE, faces: Sequence[int], delta: float = 0.15, n: int = 5,
+                      size: int | None = None) -> Image.Image:
     "Figs. 3/4: one row per example face: HR, LR (enlarged), then the full style matrix walked by -delta .. +delta."
     tiles = []
     for k in faces:

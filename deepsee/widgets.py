@@ -529,7 +529,8 @@ class Explorer(W.VBox):
 # %% ../nbs/09b_explorer.ipynb #9737e546
 EXPLORER_SOURCE = """import os, warnings
 warnings.simplefilter('ignore')
-if os.environ.get('DEEPSEE_EXPLORER_CWD'): os.chdir(os.environ['DEEPSEE_EXPLORER_CWD'])   # saves land where it was started
+if os.environ.get('DEEPSEE_EXPLORER_CWD'):   # saves land where the explorer was started
+    os.chdir(os.environ['DEEPSEE_EXPLORER_CWD'])
 from deepsee.widgets import Explorer
 Explorer(os.environ.get('DEEPSEE_EXPLORER_MODEL') or None, device=os.environ.get('DEEPSEE_EXPLORER_DEVICE', 'cpu'))"""
 
@@ -545,7 +546,8 @@ def explorer_notebook(path) -> Path:
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         try:
-            s.bind(('127.0.0.1', port)); return True
+            s.bind(('127.0.0.1', port))
+            return True
         except OSError:
             return False
 
@@ -592,7 +594,8 @@ def main_explorer(argv: list[str]) -> int:
                     f"{mod} is not installed: pip install 'deepsee[notebooks]' (voila, ipycanvas, ipywidgets)"
                 )
     except DeepSEEError as e:
-        print(f"deepsee explorer: error: {e}", file=sys.stderr); return 2
+        print(f"deepsee explorer: error: {e}", file=sys.stderr)
+        return 2
     env = dict(os.environ, DEEPSEE_EXPLORER_DEVICE=a.device, DEEPSEE_EXPLORER_CWD=os.getcwd())
     if a.model:
         env['DEEPSEE_EXPLORER_MODEL'] = str(Path(a.model).resolve()) if Path(a.model).exists() else a.model

@@ -157,7 +157,8 @@ class LookupModulation(Modulation):
         mixed pixels) and `const` (P,2C) each mixed pixel's shared row. `plus_one`: (gain + gamma, beta);
         `fold` = (scale, shift) of an eval-mode norm, folded in. The blend, the gain and the norm are linear in the
         rows, so they fold into the style conv's weight and one shared row per label and per mixed pixel. At inference
-        the shared rows are memoised in `parts.memo`. `dtype`: the small tables are cast before the per-pixel gathers."""
+        the shared rows are memoised in `parts.memo`. `dtype`: the small tables are cast before the per-pixel
+        gathers."""
         n, C2 = block.n_labels, 2 * block.channels
         memo = parts.memo if parts.memo is not None and not torch.is_grad_enabled() else {}
         key = (plus_one, fold is not None, dtype)
@@ -204,7 +205,8 @@ class LookupModulation(Modulation):
                 if M == B:
                     memo['rows', B] = (parts.b[:, None] * 9 + taps) * (n + 1) + parts.lab9
                 else:
-                    memo['rows', B] = ((torch.arange(B, device=dev)[:, None, None] * 9 + taps) * (n + 1) + parts.lab9).reshape(B * P, 9)
+                    image = torch.arange(B, device=dev)[:, None, None]
+                    memo['rows', B] = ((image * 9 + taps) * (n + 1) + parts.lab9).reshape(B * P, 9)
             mixed = F.embedding_bag(memo['rows', B], table.reshape(-1, C2), mode='sum')
             mixed.view(-1, P, C2).add_(const)
         else:
@@ -270,7 +272,8 @@ class LookupModulation(Modulation):
             x_hat[:, :, r0:r0 + step].mul_(gamma.add_(block.gain)).add_(beta)   # x_hat is a fresh tensor: in place
         return _leaky(x_hat, slope)
 
-    def conv_add(self, conv, x, skip): return conv(x).add_(skip)     # in place: conv's backward does not need its output
+    def conv_add(self, conv, x, skip):
+        return conv(x).add_(skip)     # in place: conv's backward does not need its output
 
 # %% ../../nbs/02d_fast_lookup.ipynb #a649743e
 def _upsampled_conv_rows(h: torch.Tensor, conv: nn.Conv2d, H: int, W: int, r0: int, r1: int) -> torch.Tensor:
