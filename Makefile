@@ -33,11 +33,11 @@ demo: setup
 
 ## Fine-tune the bundled demo model further with its recipe (the model card's lineage and figures): the `demo`
 ## preset's losses (hinge GAN + feature matching + VGG19 where `--vgg` weights exist, no L1) with region
-## recolouring, on procedural faces; resumable (`deepsee train --resume --run-dir runs/demo`). The result is
-## checked by the exploration benchmark and replaces deepsee/assets/demo/ (about 50 minutes per 2,000 steps
-## on 2 CPU cores). The base model it started from: `git show 133d345:Makefile` (target demo-model).
+## recolouring and mode seeking, on procedural faces; resumable (`deepsee train --resume --run-dir runs/demo`).
+## The result is checked by the exploration benchmark and replaces deepsee/assets/demo/ (about 40 minutes per
+## 1,000 steps on 2 CPU cores). The base model it started from: `git show 133d345:Makefile` (target demo-model).
 DEMO_INIT  ?= deepsee/assets/demo
-DEMO_STEPS ?= 2000
+DEMO_STEPS ?= 1000
 demo-model: setup
 	OMP_NUM_THREADS=2 $(BIN)/deepsee train --init $(DEMO_INIT) --preset demo --data synthetic:4000 \
 	    --max-steps $(DEMO_STEPS) --run-dir runs/demo --no-progress

@@ -29,9 +29,8 @@ def test_runs_on_a_bundle(tmp_path):
 
 
 def test_bundled_demo_model_explores():
-    """The shipped demo model follows its style: on 4 held-out faces, samples differ by more than 1/255 and a region's
-    new style row changes that region by more than 10/255, mostly inside it (measured: 1.87, 14.4, 0.93; the model it
-    replaced: 0.57, 11.5, 0.92)."""
+    """The shipped demo model follows its style: on 4 held-out faces, 16 samples at the paper's delta (0.2) differ by
+    more than 6/255 (issue 18's target) and a region's new style row changes that region by more than 10/255, mostly
+    inside it (measured: 13.7, 50.7, 0.95; the model it replaced: 1.87, 14.4, 0.93; before that: 0.57, 11.5, 0.92)."""
     out = exploration.main(['--n', '4'])
-    assert out['diversity'] > 1.0 and out['region_change'] > 10 and out['region_inside'] > 0.8
-
+    assert out['diversity'] > 6.0 and out['region_change'] > 10 and out['region_inside'] > 0.8
