@@ -6,8 +6,7 @@ Docs: https://deepsee.github.io/deepsee/explore.html.md"""
 
 # %% ../nbs/06_explore.ipynb #d591d3b9
 from __future__ import annotations
-import argparse, json, math, os, sys, warnings
-from dataclasses import dataclass, field
+import argparse, math, os, sys, warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -15,21 +14,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
-from safetensors import safe_open
 from tqdm import tqdm
 from safetensors.torch import save_file
 from .core import *
 from .model import DeepSEE, expand_batch
 from .fast import CPU_CHUNK_PIXELS
 from .edits import *
+from .sessions import Session
 from .imageio import IMAGE_EXTS, decode, read_labels, rgb_of, to_tensor, to_uint8, write_image
 
 # %% auto #0
-__all__ = ['SESSION_FORMAT', 'SESSION_VERSION', 'default_model_path', 'random_model', 'resolve_device', 'load_model',
-           'load_image', 'to_image', 'grid', 'save_png', 'sheet', 'load_mask', 'save_mask', 'Result', 'as_generator',
-           'predict_mask', 'encode_style', 'semantic_cache', 'prepare', 'bf16_autocast', 'upscale', 'consistency_error',
-           'project_consistent', 'style_rows', 'symmetric', 'sample', 'default_batch_size', 'render', 'samples', 'walk',
-           'interpolate', 'transfer', 'restyle', 'Session', 'check_outputs', 'progress', 'say', 'main_upscale']
+__all__ = ['default_model_path', 'random_model', 'resolve_device', 'load_model', 'load_image', 'to_image', 'grid', 'save_png',
+           'sheet', 'load_mask', 'save_mask', 'Result', 'as_generator', 'predict_mask', 'encode_style',
+           'semantic_cache', 'prepare', 'bf16_autocast', 'upscale', 'consistency_error', 'project_consistent',
+           'style_rows', 'symmetric', 'sample', 'default_batch_size', 'render', 'samples', 'walk', 'interpolate',
+           'transfer', 'restyle', 'check_outputs', 'progress', 'say', 'main_upscale']
 
 # %% ../nbs/06_explore.ipynb #112a5ee4
 def default_model_path() -> Path:
@@ -498,71 +497,6 @@ def restyle(model: DeepSEE, lr, style: torch.Tensor, mask, old_mask=None) -> tor
         before = style.abs().sum(-1) > 0
     take = (present & ~before)[..., None]
     return torch.where(take, new, style)
-
-# %% ../nbs/06_explore.ipynb #55402882
-SESSION_FORMAT = 'deepsee-session'
-SESSION_VERSION = 1
-
-@dataclass
-class Session:
-    "The state of an exploration: LR, mask, style matrix, seed, model id, consistency flag, history."
-    lr: torch.Tensor                       # (1,3,h,w) in [-1,1]
-    mask: torch.Tensor                     # (1,H,W) int64 labels
-    style: torch.Tensor | None = None      # (1,19,d)
-    seed: int = 0
-    model: str = ''                        # bundle path or preset name
-    consistent: bool = False
-    history: list = field(default_factory=list)
-
-    @classmethod
-    def start(cls, model: DeepSEE, lr, mask=None, style=None, guide=None, guide_mask=None, seed: int = 0,
-              consistent: bool = False) -> 'Session':
-        "A new session with the mask and style resolved as `upscale` does."
-        lr, mask, style = prepare(model, lr, mask, style, guide, guide_mask)
-        return cls(lr[:1].cpu(), mask[:1].cpu(), None if style is None else style[:1].cpu(), seed,
-                   str(model.meta.get('source', model.cfg.name)), consistent, [dict(op='start')])
-
-    def record(self, op: str, **params) -> 'Session':
-        "Append an operation record (JSON-able parameters) to the history; returns self."
-        json.dumps(params)
-        self.history.append(dict(op=op, **params))
-        return self
-
-    def upscale(self, model: DeepSEE, **kw) -> Result:
-        "The session's output under `model`."
-        return upscale(model, self.lr, self.mask, self.style, consistent=self.consistent, **kw)
-
-    def save(self, path) -> Path:
-        "Write the session to one safetensors file (tensors + JSON metadata), atomically."
-        path = Path(path)
-        t = dict(
-            lr=self.lr.detach().float().cpu().contiguous(), mask=self.mask.detach().to(torch.uint8).cpu().contiguous()
-        )
-        if self.style is not None:
-            t['style'] = self.style.detach().float().cpu().contiguous()
-        meta = dict(format=SESSION_FORMAT, version=str(SESSION_VERSION),
-                    json=json.dumps(dict(seed=int(self.seed), model=str(self.model), consistent=bool(self.consistent),
-                                         history=self.history, labels=list(LABELS))))
-        return atomic_write(path, lambda tmp: save_file(t, tmp, metadata=meta))
-
-    @classmethod
-    def load(cls, path) -> 'Session':
-        "Read a session file written by `save`; one-line errors for anything else."
-        path = Path(path)
-        if not path.is_file(): raise DeepSEEError(f"{path}: no such session file")
-        try:
-            with safe_open(str(path), 'pt') as f:
-                meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:
-            raise DeepSEEError(f"{path}: not a session file ({type(e).__name__})") from None
-        if meta.get('format') != SESSION_FORMAT: raise DeepSEEError(f"{path}: not a deepsee session file")
-        if int(meta.get('version', 0)) > SESSION_VERSION:
-            raise DeepSEEError(f"{path}: session version {meta['version']} is newer than this deepsee")
-        if 'lr' not in tensors or 'mask' not in tensors:
-            raise DeepSEEError(f"{path}: session file lacks the LR image or the mask")
-        d = json.loads(meta['json'])
-        return cls(tensors['lr'], validate_labels(tensors['mask'].long(), name=str(path)), tensors.get('style'),
-                   int(d['seed']), d['model'], bool(d['consistent']), list(d['history']))
 
 # %% ../nbs/06_explore.ipynb #0d9e22eb
 def _inputs(path: Path) -> list[Path]:

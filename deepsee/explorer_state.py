@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 from .core import *
 from .model import DeepSEE
-from .explore import (Session, consistency_error, encode_style, interpolate, load_image, paint, render, restyle,
+from .sessions import Session
+from .explore import (consistency_error, encode_style, interpolate, load_image, paint, render, restyle,
                              sample, save_png, style_rows, to_uint8, transfer, upscale, walk)
 from .walks import example_face, initial_mask
 
@@ -418,7 +419,7 @@ class ExplorerState:
         return save_png(Image.fromarray(self.image if self.image is not None else self.render()), path)
 
     def session(self) -> Session:
-        "The whole state as a `deepsee.explore.Session` (LR, mask, style, seed, model, consistency, history)."
+        "The whole state as a `deepsee.sessions.Session` (LR, mask, style, seed, model, consistency, history)."
         return Session(self.lr.clone(), self.mask_tensor(), None if self.style is None else self.style[None].clone(),
                        self.seed, str(self.model.meta.get('source', self.cfg.name)), self.consistent, list(self.log))
 

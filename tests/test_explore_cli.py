@@ -7,8 +7,9 @@ from PIL import Image
 from safetensors.torch import load_file
 from deepsee.core import colorize, downsample
 from deepsee.data import procedural_face, to_tensor
-from deepsee.explore import (main_upscale, random_model, load_image, load_mask, save_png, save_mask, to_image, Session,
+from deepsee.explore import (main_upscale, random_model, load_image, load_mask, save_png, save_mask, to_image,
                              consistency_error, default_model_path)
+from deepsee.sessions import Session
 
 
 @pytest.fixture(scope='module')

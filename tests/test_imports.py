@@ -1,5 +1,5 @@
 """The package's import graph: no cycles (imports inside functions count too), and the layers of the design:
-core <- networks (architecture, fast, segmentation) <- model <- research <- explore <- widgets / CLI, and
+core <- networks (architecture, fast, segmentation) <- model <- research, sessions <- explore <- widgets / CLI, and
 data <- training. The network code imports nothing from data, training or the user interfaces."""
 import ast
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / 'deepsee'
 NETWORKS = {'architecture', 'fast', 'fast.lookup', 'fast.kernel', 'segmentation'}
 NOT_FROM_NETWORKS = {'data', 'training', 'seg_training', 'explore', 'widgets', 'cli', 'faces', 'evaluation', 'metrics',
-                     'reproduce', 'export', 'model', 'research'}
+                     'reproduce', 'export', 'model', 'research', 'sessions'}
 
 
 def module_name(path: Path) -> str:
