@@ -174,9 +174,8 @@ def evaluate(
                guided_split=guided, device=str(device), lpips=lpips_note, mask_source=mask_source,
                fid=_fid_note(fid, n_img))
     fid_real = torch.cat(real) if fid and n_img >= 2 else None
-    method = lambda k: dict(kind='bicubic (torch, align_corners=False), clamped') if k == 'bicubic' else \
-        _model_settings(models[k])
-    rows = [_result_row(k, tallies[k], fid_real, method(k), run, lpips_random) for k in names]
+    rows = [_result_row(k, tallies[k], fid_real, dict(_BICUBIC) if k == 'bicubic' else _model_settings(models[k]),
+                        run, lpips_random) for k in names]
     run['seconds'] = round(time.time() - t0, 2)
     return rows
 
@@ -243,6 +242,7 @@ def _evaluate_batches(loader, models, factor, tallies, vgg, fid, fid_weights, ma
     return real
 
 # %% ../nbs/05b_evaluation.ipynb #70df23a7
+_BICUBIC = dict(kind='bicubic (torch, align_corners=False), clamped')   # how the baseline is made
 _ROW_METRICS = ('psnr', 'ssim', 'lpips', 'fid', 'psnr_y', 'ssim_y', 'lr_consistency', 'lr_rms')
 
 def _result_row(k: str, tally: _Tally, fid_real, method: dict, run: dict, lpips_random: bool) -> dict:
